@@ -1,0 +1,267 @@
+/*
+ * metaparticle.h: the stable C ABI of libmetaparticle.
+ *
+ * This is the only public header. Everything the language bindings (Python,
+ * Node, .NET) use goes through the functions declared here.
+ *
+ * Conventions (modelled on libgit2 / libcurl):
+ *
+ *  - Objects are opaque handles created by mp_*_create() and destroyed by the
+ *    matching mp_*_free(). Passing NULL to a free function is a no-op.
+ *  - Every fallible function returns an int: MP_OK (0) on success, a negative
+ *    MP_E* code on failure. Results come back through out-parameters.
+ *  - After a failure, mp_error_last() returns a human-readable message for the
+ *    calling thread (thread-local; valid until the next failing call on the
+ *    same thread). Messages say what went wrong and what to do about it.
+ *  - Options are structs whose first field is `unsigned int version`. Always
+ *    initialise them with the matching *_INIT macro, then set what you need,
+ *    so new fields can be added without breaking the ABI.
+ *  - Strings passed in are copied; the caller keeps ownership. Strings handed
+ *    out through `char **` are owned by the caller and freed with mp_free().
+ *  - No C++ exception ever crosses this boundary.
+ *
+ * Threads: all functions may be called from any thread. Callbacks are invoked
+ * from threads owned by the library, as documented for each callback; they
+ * are never invoked while the library holds an internal lock, so a callback
+ * may call back into the library on the same object (except the *_free
+ * function of that object).
+ */
+#ifndef METAPARTICLE_H
+#define METAPARTICLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define MP_EXTERN __declspec(dllexport)
+#else
+#define MP_EXTERN __attribute__((visibility("default")))
+#endif
+
+#define MP_VERSION_MAJOR 0
+#define MP_VERSION_MINOR 1
+#define MP_VERSION_PATCH 0
+#define MP_VERSION_STRING "0.1.0"
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/** Return codes. Success is 0; failures are negative. */
+typedef enum mp_error_code {
+    MP_OK = 0,
+    MP_ERROR = -1,        /**< unspecified failure; see mp_error_last() */
+    MP_EINVAL = -2,       /**< invalid argument: NULL, bad lock name, bad option */
+    MP_ETIMEOUT = -3,     /**< the operation's timeout passed */
+    MP_EBUSY = -4,        /**< the lock is held by someone else (try-acquire) */
+    MP_ESIDECAR = -5,     /**< the sidecar could not be reached */
+    MP_EPROTOCOL = -6,    /**< the sidecar (or server) answered something unexpected */
+    MP_ELOST = -7,        /**< the lock was lost (renewal not confirmed in time) */
+    MP_ENOTHELD = -8,     /**< the lock is not held by this handle */
+    MP_ESTATE = -9,       /**< call not valid in the object's current state */
+    MP_EBACKEND = -10,    /**< the sidecar's storage backend failed (HTTP 5xx) */
+    MP_ENOMEM = -11,      /**< out of memory */
+    MP_ECANCELED = -12,   /**< a blocking call was canceled (mp_lock_cancel, stop) */
+    MP_EVERSION = -13,    /**< options struct version not supported */
+    MP_ERANGE = -14       /**< an output did not fit */
+} mp_error_code;
+
+/**
+ * The message describing the last failure on the calling thread, or "" when
+ * there was none. Never NULL. Valid until the next failing call on this thread.
+ */
+MP_EXTERN const char *mp_error_last(void);
+
+/** The code of the last failure on the calling thread (MP_OK if none). */
+MP_EXTERN int mp_error_last_code(void);
+
+/** A static, short name for an error code, e.g. "MP_ETIMEOUT". Never NULL. */
+MP_EXTERN const char *mp_error_name(int code);
+
+/** Free memory the library handed out (strings returned through char **). */
+MP_EXTERN void mp_free(void *ptr);
+
+/** The library version, e.g. "0.1.0" (may differ from MP_VERSION_STRING
+ *  when an application runs against a newer shared library). */
+MP_EXTERN const char *mp_version(void);
+
+/* ------------------------------------------------------------------------ */
+/* Sync: locks                                                               */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * A distributed lock, held through mp-sidecar.
+ *
+ * While held, the library renews the lock in a background thread every
+ * ttl/3 seconds. If a renewal cannot be confirmed within 2/3 of the TTL
+ * (measured from when the last confirmed renewal was *sent*), or the sidecar
+ * says someone else holds it, the lock is reported lost: on_lost is called,
+ * or, if there is no on_lost handler, the process prints why and exits with
+ * status 1. The loss is always reported before the TTL could have expired
+ * for any other contender.
+ */
+typedef struct mp_lock mp_lock;
+
+/**
+ * Lock callback. `lock` is the handle the callback belongs to.
+ * Runs on the lock's internal thread (never the caller's), outside any
+ * internal lock: it may call mp_lock_release(), mp_lock_token(),
+ * mp_lock_is_held() and mp_lock_lock_async() on the same handle, but not
+ * mp_lock_free(). Keep it short: renewals continue on another thread, but the
+ * next callback of this lock waits for this one to return.
+ */
+typedef void (*mp_lock_cb)(mp_lock *lock, void *user_data);
+
+#define MP_LOCK_OPTIONS_VERSION 1
+
+typedef struct mp_lock_options {
+    unsigned int version;     /**< MP_LOCK_OPTIONS_VERSION */
+    const char *sidecar_url;  /**< NULL: $METAPARTICLE_SIDECAR, else http://127.0.0.1:13131 */
+    const char *owner;        /**< holder identity; NULL: "<host name>/<pid>" */
+    unsigned int ttl_seconds; /**< 0: 15 seconds. At least 3 when set. */
+    mp_lock_cb on_lost;       /**< called once each time a held lock is lost;
+                                   NULL: print why and exit(1) on loss */
+    void *user_data;          /**< passed to on_lost */
+} mp_lock_options;
+
+#define MP_LOCK_OPTIONS_INIT { MP_LOCK_OPTIONS_VERSION, NULL, NULL, 0, NULL, NULL }
+
+/**
+ * Create a lock handle for `name`. Does not contact the sidecar.
+ *
+ * `name` must be a Kubernetes object name (RFC 1123 subdomain: lowercase
+ * letters, digits, '-' and '.', starting and ending with a letter or digit,
+ * at most 253 characters); otherwise MP_EINVAL. `opts` may be NULL.
+ */
+MP_EXTERN int mp_lock_create(mp_lock **out, const char *name, const mp_lock_options *opts);
+
+/**
+ * Release the lock if held, stop its threads and free the handle. Waits for a
+ * running callback to return. NULL is a no-op. Must not be called from one of
+ * this lock's callbacks.
+ */
+MP_EXTERN void mp_lock_free(mp_lock *lock);
+
+/**
+ * Block until the lock is acquired or `timeout_ms` passes (-1: wait forever;
+ * 0: one attempt, like mp_lock_try_acquire but returning MP_ETIMEOUT).
+ * Waiting is by long-poll on the sidecar, so a released lock is taken within
+ * milliseconds. Returns MP_OK, MP_ETIMEOUT, MP_ECANCELED (mp_lock_cancel),
+ * MP_ESTATE (already held or acquiring), MP_ESIDECAR, MP_EBACKEND...
+ */
+MP_EXTERN int mp_lock_acquire(mp_lock *lock, int timeout_ms);
+
+/** One attempt: MP_OK if acquired, MP_EBUSY if someone else holds it. */
+MP_EXTERN int mp_lock_try_acquire(mp_lock *lock);
+
+/**
+ * Acquire in the background (the JavaScript `lock.lock()` shape): returns at
+ * once; a lock-owned thread waits for the lock and calls `on_acquired` (with
+ * `user_data`) once it is held. on_lost comes from the options. Sidecar
+ * errors while waiting are retried (every second) rather than reported.
+ * Cancel with mp_lock_cancel() or mp_lock_release().
+ */
+MP_EXTERN int mp_lock_lock_async(mp_lock *lock, mp_lock_cb on_acquired, void *user_data);
+
+/**
+ * Give the lock up at once: renewals stop and the sidecar clears the holder,
+ * so a waiter acquires within milliseconds. Also cancels a pending
+ * mp_lock_lock_async(). MP_ENOTHELD if neither held nor pending.
+ */
+MP_EXTERN int mp_lock_release(mp_lock *lock);
+
+/**
+ * Cancel a blocking mp_lock_acquire() running in another thread (it returns
+ * MP_ECANCELED) and a pending mp_lock_lock_async(). Safe to call from any
+ * thread or a signal-handling context of a binding; no-op if nothing waits.
+ */
+MP_EXTERN int mp_lock_cancel(mp_lock *lock);
+
+/** *held = 1 while this handle holds the lock (not lost, not released). */
+MP_EXTERN int mp_lock_is_held(mp_lock *lock, int *held);
+
+/**
+ * The fencing token of the current hold: strictly increasing across all
+ * holders of this lock name, unchanged by renewals. MP_ENOTHELD if not held.
+ */
+MP_EXTERN int mp_lock_token(mp_lock *lock, uint64_t *token);
+
+/** The lock's name and owner identity (static for the handle's lifetime). */
+MP_EXTERN const char *mp_lock_name(mp_lock *lock);
+MP_EXTERN const char *mp_lock_owner(mp_lock *lock);
+
+/* ------------------------------------------------------------------------ */
+/* Sync: leader election                                                     */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * A leader election: a lock held for as long as the process is healthy.
+ * mp_election_run() contends, calls on_leader when elected, on_lost when
+ * leadership ends for any reason other than mp_election_stop(), and then
+ * contends again, until stopped.
+ */
+typedef struct mp_election mp_election;
+
+/**
+ * Election callback. Runs on the thread that called mp_election_run(), outside
+ * any internal lock; it may call mp_election_stop(), mp_election_is_leader()
+ * and mp_election_leader() (not mp_election_free()). Renewals continue on an
+ * internal thread while it runs.
+ */
+typedef void (*mp_election_cb)(mp_election *election, void *user_data);
+
+#define MP_ELECTION_OPTIONS_VERSION 1
+
+typedef struct mp_election_options {
+    unsigned int version;     /**< MP_ELECTION_OPTIONS_VERSION */
+    const char *sidecar_url;  /**< NULL: $METAPARTICLE_SIDECAR, else http://127.0.0.1:13131 */
+    const char *identity;     /**< this candidate; NULL: "<host name>/<pid>" */
+    unsigned int ttl_seconds; /**< 0: 15 seconds */
+    mp_election_cb on_leader; /**< became leader (may be NULL) */
+    mp_election_cb on_lost;   /**< stopped being leader, not by stop (may be NULL) */
+    void *user_data;
+} mp_election_options;
+
+#define MP_ELECTION_OPTIONS_INIT { MP_ELECTION_OPTIONS_VERSION, NULL, NULL, 0, NULL, NULL, NULL }
+
+/** Create an election for `name` (same naming rules as locks). */
+MP_EXTERN int mp_election_create(mp_election **out, const char *name,
+                                 const mp_election_options *opts);
+
+/** Stop if running, wait for run() to return, and free. NULL is a no-op. */
+MP_EXTERN void mp_election_free(mp_election *election);
+
+/**
+ * Contend, lead, contend again after a loss; block until mp_election_stop().
+ * Returns MP_OK after a stop; MP_ESTATE if already running. Sidecar outages
+ * do not end the run: they are retried (a leader loses leadership first).
+ */
+MP_EXTERN int mp_election_run(mp_election *election);
+
+/**
+ * Make mp_election_run() return, giving up leadership at once if held
+ * (on_lost is not called for a stop). Thread-safe; callable from callbacks.
+ */
+MP_EXTERN int mp_election_stop(mp_election *election);
+
+/** This candidate's identity (static for the handle's lifetime). */
+MP_EXTERN const char *mp_election_identity(mp_election *election);
+
+/** *is_leader = 1 while this candidate leads. */
+MP_EXTERN int mp_election_is_leader(mp_election *election, int *is_leader);
+
+/**
+ * The current leader's identity as the sidecar sees it, asked now. *out is a
+ * new string to free with mp_free(), or NULL when nobody leads.
+ */
+MP_EXTERN int mp_election_leader(mp_election *election, char **out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* METAPARTICLE_H */
