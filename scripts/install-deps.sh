@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the build and the tests need. Idempotent and
+# quick when everything is already there. Run as root (or with sudo).
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake pkg-config curl ca-certificates openssl procps
+  libcurl4-openssl-dev libcjson-dev libmicrohttpd-dev libyaml-dev libcli11-dev
+  libssl-dev zlib1g-dev libcmocka-dev
+  python3 python3-pytest python3-yaml pybind11-dev python3-dev
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
