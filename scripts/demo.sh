@@ -14,7 +14,8 @@ TTL=${MP_DEMO_TTL:-5}
 work=$(mktemp -d)
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  # Replicas first (they release their lock through the sidecar), then the sidecar.
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill "${pids[i]}" 2>/dev/null || true; sleep 0.1; done
   wait 2>/dev/null || true
   rm -rf "$work"
 }
@@ -41,6 +42,7 @@ say "starting three election replicas (TTL ${TTL}s)"
 for i in 1 2 3; do
   "$B/examples/election" --ttl "$TTL" test > >(sed -u "s/^/  replica $i | /") 2>&1 &
   pids+=($!)
+  disown $!  # no "Killed" job notice when the demo kills the leader
 done
 first=$(wait_leader_change "")
 say "leader: $first"

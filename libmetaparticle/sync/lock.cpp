@@ -56,6 +56,16 @@ Lock::Outcome Lock::attempt(std::optional<MonoTime> deadline, bool retry_errors,
             {
                 auto c = pool_.take();
                 r = c->put(cfg_.name, cfg_.owner, cfg_.ttl_seconds, wait_ms, wait_ms + kRequestSlackMs, abort);
+                // A long-poll may be granted long after it was sent, and the
+                // renewal deadline counts from the send. When the answer took
+                // a while, confirm the hold with a renewal sent now (it keeps
+                // the token); otherwise the hold would look stale at once.
+                if (r.acquired && MonoClock::now() - sent > timing_.renew_deadline / 10) {
+                    uint64_t granted = r.lock.token;
+                    sent = MonoClock::now();
+                    r = c->put(cfg_.name, cfg_.owner, cfg_.ttl_seconds, 0, timing_.renew_deadline.count(), abort);
+                    if (r.acquired && r.lock.token != granted) r.acquired = false;  // lapsed in between
+                }
             }
             if (r.acquired) {
                 std::unique_lock<std::mutex> lk(mu_);

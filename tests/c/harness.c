@@ -15,6 +15,35 @@
 
 extern char **environ;
 
+#define MAX_CHILDREN 64
+static pid_t g_children[MAX_CHILDREN];
+
+static void track(pid_t pid) {
+    for (int i = 0; i < MAX_CHILDREN; i++)
+        if (g_children[i] == 0) {
+            g_children[i] = pid;
+            return;
+        }
+}
+
+void harness_untrack(pid_t pid) {
+    for (int i = 0; i < MAX_CHILDREN; i++)
+        if (g_children[i] == pid) g_children[i] = 0;
+}
+
+void harness_kill_all(void) {
+    for (int i = 0; i < MAX_CHILDREN; i++) {
+        pid_t pid = g_children[i];
+        if (pid <= 0) continue;
+        g_children[i] = 0;
+        if (waitpid(pid, NULL, WNOHANG) == 0) {
+            kill(pid, SIGCONT); /* a paused sidecar must be able to die */
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+        }
+    }
+}
+
 double now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -45,6 +74,7 @@ int child_start(child_proc *c, char *const argv[]) {
     }
     c->in_fd = in[1];
     c->out = fdopen(out[0], "r");
+    track(c->pid);
     return 0;
 }
 
@@ -73,6 +103,7 @@ int child_wait(child_proc *c, int timeout_ms) {
         int status;
         pid_t r = waitpid(c->pid, &status, WNOHANG);
         if (r == c->pid) {
+            harness_untrack(c->pid);
             c->pid = 0;
             if (c->out) fclose(c->out);
             c->out = NULL;
@@ -138,6 +169,7 @@ int sidecar_wait_exit(sidecar_proc *s, int timeout_ms) {
     while (now_ms() < deadline) {
         int status;
         if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
+            harness_untrack(s->pid);
             s->pid = 0;
             return status;
         }

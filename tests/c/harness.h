@@ -31,6 +31,12 @@ int child_read_line(child_proc *c, char *buf, size_t len, int timeout_ms);
 int child_wait(child_proc *c, int timeout_ms);
 void child_kill(child_proc *c);
 
+/* Kill (SIGKILL) and reap every process this harness started that is still
+ * running: a failed assertion jumps out of a test before its own cleanup. */
+void harness_kill_all(void);
+/* Stop tracking `pid` (a process meant to outlive single tests). */
+void harness_untrack(pid_t pid);
+
 double now_ms(void);
 void sleep_ms(int ms);
 

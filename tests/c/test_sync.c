@@ -29,12 +29,23 @@ static int setup_suite(void **state) {
     (void)state;
     g_holder_bin = getenv("MP_LOCK_HOLDER_BIN");
     if (!g_holder_bin) return -1;
-    return sidecar_start(&g_sidecar, 0, NULL);
+    if (sidecar_start(&g_sidecar, 0, NULL) != 0) return -1;
+    harness_untrack(g_sidecar.pid);
+    return 0;
 }
 
 static int teardown_suite(void **state) {
     (void)state;
     sidecar_kill(&g_sidecar, SIGTERM);
+    harness_kill_all();
+    return 0;
+}
+
+/* After each test: kill what a failed test left behind (the suite's shared
+ * sidecar is not tracked). */
+static int teardown_test(void **state) {
+    (void)state;
+    harness_kill_all();
     return 0;
 }
 
@@ -319,6 +330,15 @@ static void test_contention_between_processes(void **state) {
     uint64_t t;
     mp_lock_token(l, &t);
     assert_true(t > child_token);
+    /* Regression: a hold granted at the end of a long wait (longer than the
+     * renew deadline) stays held; it must not be reported lost at once. */
+    sleep_ms(2500);
+    int held = 0;
+    mp_lock_is_held(l, &held);
+    assert_int_equal(held, 1);
+    uint64_t t2;
+    assert_int_equal(mp_lock_token(l, &t2), MP_OK);
+    assert_int_equal(t2, t);
     child_wait(&c, 5000);
     mp_lock_free(l);
 }
@@ -491,6 +511,11 @@ static void test_election_failover_after_kill(void **state) {
     double killed = now_ms();
     assert_true(wait_leader(e, 15000));
     assert_true(now_ms() - killed < 3000 + 2000);
+    sleep_ms(2500); /* longer than the renew deadline: still leading, no loss */
+    mp_election_is_leader(e, &is);
+    assert_int_equal(is, 1);
+    assert_int_equal(atomic_load(&st.lost_count), 0);
+    assert_int_equal(atomic_load(&st.leader_count), 1);
     child_wait(&c, 5000);
     mp_election_stop(e);
     pthread_join(t, NULL);
@@ -531,22 +556,22 @@ static void test_election_contends_again_after_loss(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bad_arguments),
-        cmocka_unit_test(test_sidecar_unreachable),
-        cmocka_unit_test(test_env_variable_names_sidecar),
-        cmocka_unit_test(test_acquire_release_token),
-        cmocka_unit_test(test_try_acquire_busy_and_timeout),
-        cmocka_unit_test(test_default_owner_is_host_and_pid),
-        cmocka_unit_test(test_release_hands_over_to_waiter),
-        cmocka_unit_test(test_cancel_blocking_acquire),
-        cmocka_unit_test(test_async_lock_calls_on_acquired),
-        cmocka_unit_test(test_contention_between_processes),
-        cmocka_unit_test(test_loss_when_sidecar_killed),
-        cmocka_unit_test(test_loss_when_sidecar_paused),
-        cmocka_unit_test(test_loss_without_handler_exits),
-        cmocka_unit_test(test_election_stop_hands_over),
-        cmocka_unit_test(test_election_failover_after_kill),
-        cmocka_unit_test(test_election_contends_again_after_loss),
+        cmocka_unit_test_teardown(test_bad_arguments, teardown_test),
+        cmocka_unit_test_teardown(test_sidecar_unreachable, teardown_test),
+        cmocka_unit_test_teardown(test_env_variable_names_sidecar, teardown_test),
+        cmocka_unit_test_teardown(test_acquire_release_token, teardown_test),
+        cmocka_unit_test_teardown(test_try_acquire_busy_and_timeout, teardown_test),
+        cmocka_unit_test_teardown(test_default_owner_is_host_and_pid, teardown_test),
+        cmocka_unit_test_teardown(test_release_hands_over_to_waiter, teardown_test),
+        cmocka_unit_test_teardown(test_cancel_blocking_acquire, teardown_test),
+        cmocka_unit_test_teardown(test_async_lock_calls_on_acquired, teardown_test),
+        cmocka_unit_test_teardown(test_contention_between_processes, teardown_test),
+        cmocka_unit_test_teardown(test_loss_when_sidecar_killed, teardown_test),
+        cmocka_unit_test_teardown(test_loss_when_sidecar_paused, teardown_test),
+        cmocka_unit_test_teardown(test_loss_without_handler_exits, teardown_test),
+        cmocka_unit_test_teardown(test_election_stop_hands_over, teardown_test),
+        cmocka_unit_test_teardown(test_election_failover_after_kill, teardown_test),
+        cmocka_unit_test_teardown(test_election_contends_again_after_loss, teardown_test),
     };
     return cmocka_run_group_tests_name("sync_c_api", tests, setup_suite, teardown_suite);
 }
