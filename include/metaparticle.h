@@ -67,7 +67,9 @@ typedef enum mp_error_code {
     MP_ENOMEM = -11,      /**< out of memory */
     MP_ECANCELED = -12,   /**< a blocking call was canceled (mp_lock_cancel, stop) */
     MP_EVERSION = -13,    /**< options struct version not supported */
-    MP_ERANGE = -14       /**< an output did not fit */
+    MP_ERANGE = -14,      /**< an output did not fit */
+    MP_EREGISTRY = -15,   /**< a container registry was unreachable, refused credentials or failed */
+    MP_EENGINE = -16      /**< the container engine (Docker/Podman API) was unreachable or failed */
 } mp_error_code;
 
 /**
@@ -259,6 +261,136 @@ MP_EXTERN int mp_election_is_leader(mp_election *election, int *is_leader);
  * new string to free with mp_free(), or NULL when nobody leads.
  */
 MP_EXTERN int mp_election_leader(mp_election *election, char **out);
+
+/* ------------------------------------------------------------------------ */
+/* Package: containerize                                                     */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * mp_containerize() packages the calling program as a container image and
+ * runs it: inside the container it runs the program's main function; outside,
+ * it builds the image (no Docker daemon needed), pushes it when asked, and
+ * runs replicas with the chosen runner, streaming their logs until Ctrl-C.
+ *
+ * Options are JSON text with the seed names, so every binding validates the
+ * same way (NULL or "" = all defaults; JSON null for a member = not set):
+ *
+ *   "name"        image and container name; default: the executable's
+ *                 basename made a DNS label (lowercase, [a-z0-9-], starting
+ *                 with a letter, at most 63 characters)
+ *   "repository"  image prefix: the image is repository/name:tag
+ *                 (e.g. "docker.io/user", "127.0.0.1:5000/team")
+ *   "tag"         default "latest"
+ *   "ports"       [8080, ...] TCP ports the program listens on
+ *   "replicas"    default 1
+ *   "runner"      "docker" (default), "metaparticle" or "kubernetes" (same)
+ *   "publish"     push the image to "repository" (required then)
+ *   "public"      expose the ports beyond this machine (docker: bind 0.0.0.0
+ *                 instead of 127.0.0.1; Kubernetes: a LoadBalancer Service)
+ *   "shardSpec"   {"shards": N, "urlPattern": "..."}
+ *   "jobSpec"     {"count": N}: run N instances to completion
+ *   "namespace"   Kubernetes namespace
+ *   "env"         {"K": "V"} added to the image's environment
+ *   "files"       [{"src": "host path", "dest": "/image/path"}] copied in
+ *   "baseImage"   not supported yet (MP_EINVAL): images are built from
+ *                 scratch with the program's own files and libraries
+ *   "dryRun"      print the image config and the runner's objects as JSON on
+ *                 stdout instead of acting
+ *   "keepRunning" leave the containers running on Ctrl-C
+ *   "quiet"       no progress lines on stderr
+ *   "command"     ["/abs/argv0", "arg", ...]: what the container runs;
+ *                 default: this executable (/proc/self/exe) with the process's
+ *                 own arguments. command[0] is copied into the image.
+ *   "include"     ["/host/path", ...]: files or directories copied into the
+ *                 image at the same absolute path (bindings use this for
+ *                 runtimes and application files)
+ *   "workingDir"  the container's working directory (default "/")
+ *
+ * An unknown option, a wrong type or a bad value is MP_EINVAL with a message
+ * naming the option and saying what is expected.
+ *
+ * The image: an OCI image (manifest + config + two gzip'd tar layers:
+ * "runtime" = the ELF interpreter, the shared-library closure of every ELF
+ * file in the image, minimal /etc/passwd, /etc/group, /etc/nsswitch.conf, the
+ * host's CA bundle and /tmp; "app" = command[0], "include" and "files").
+ * Reproducible: the same inputs give the same digests (entry mtimes and the
+ * config's "created" are $SOURCE_DATE_EPOCH, or 0). ENTRYPOINT = command;
+ * ENV = PATH, METAPARTICLE_IN_CONTAINER=true and "env"; ExposedPorts = ports.
+ *
+ * Publishing: the OCI distribution API. Registries on localhost/127.0.0.1/
+ * [::1] are spoken to over plain HTTP, all others over verified HTTPS.
+ * Credentials, first found wins: the environment variables
+ * METAPARTICLE_REGISTRY_USERNAME and METAPARTICLE_REGISTRY_PASSWORD; then the
+ * docker config ($DOCKER_CONFIG/config.json or ~/.docker/config.json:
+ * credHelpers, auths, credsStore, as `docker login` writes them). Basic and
+ * Bearer-token authentication are supported.
+ *
+ * The docker runner talks to the Docker Engine API on $DOCKER_HOST
+ * (unix:///path or tcp://host:port), else /var/run/docker.sock, else Podman's
+ * /run/podman/podman.sock or $XDG_RUNTIME_DIR/podman/podman.sock. It loads the
+ * image directly (no registry) or, when publishing, pulls the pushed
+ * reference; removes containers of an earlier run with the same name; starts
+ * containers <name>-0 .. <name>-(N-1) (N = jobSpec.count, shardSpec.shards or
+ * replicas), labelled io.metaparticle.name=<name>, hostname = container name,
+ * replica i publishing port p on host port p + i; and prints each replica's
+ * output lines prefixed "[<name>-i] " (stdout to stdout, stderr to stderr).
+ */
+
+/**
+ * The program's main function, run inside the container by mp_containerize.
+ * Its return value becomes *exit_code. Runs on the thread that called
+ * mp_containerize.
+ */
+typedef int (*mp_main_fn)(void *user_data);
+
+/**
+ * *inside = 1 when this process runs in a container built by containerize:
+ * the environment variable METAPARTICLE_IN_CONTAINER is "true" or "1" (any
+ * case). "false", "0", anything else or unset: 0 (set it to false to force
+ * "outside" in a container you run yourself).
+ */
+MP_EXTERN int mp_in_container(int *inside);
+
+/**
+ * Inside a container (mp_in_container): validate the options, run
+ * main_fn(user_data), *exit_code = its result.
+ *
+ * Outside: build the image; push it when "publish"; run it with the runner;
+ * stream the replicas' logs until SIGINT or SIGTERM, then stop and remove
+ * what was started (unless "keepRunning") and return MP_OK with
+ * *exit_code = 0. When every replica exits by itself (a job), return after
+ * removing them, with *exit_code = the first non-zero exit code among them
+ * (0 if all succeeded). With "dryRun": print the image config and the objects
+ * (the mp_containerize_render JSON) on stdout, *exit_code = 0; nothing is
+ * pushed or run. Progress lines go to stderr unless "quiet".
+ *
+ * Signals: while it runs outside, mp_containerize installs SIGINT and SIGTERM
+ * handlers (restored on return). The first signal starts the teardown; a
+ * second one restores the previous handlers and re-raises the signal (so a
+ * second Ctrl-C with default handlers ends the process at once, leaving the
+ * containers). Only one mp_containerize may run per process (MP_ESTATE).
+ *
+ * Errors: MP_EINVAL (options; files that do not exist), MP_ERROR (a library
+ * the program needs cannot be found), MP_EREGISTRY (registry unreachable,
+ * credentials refused or missing, push denied), MP_EENGINE (container engine
+ * unreachable or failing; the message says how to start one or set
+ * DOCKER_HOST).
+ */
+MP_EXTERN int mp_containerize(const char *options_json, mp_main_fn main_fn, void *user_data, int *exit_code);
+
+/**
+ * What mp_containerize would build and create, without side effects (host
+ * files are read; nothing is written, pushed or run). *out_json (free with
+ * mp_free) is
+ *   {"image": {"reference": "...", "digest": "sha256:<manifest digest>",
+ *              "config": {OCI image config}, "manifest": {OCI manifest}},
+ *    "docker": [{"name": "<name>-0", "body": {POST /containers/create body}}, ...],
+ *    "kubernetes": [objects, in apply order],
+ *    "warnings": ["..."]}   (only when there are warnings)
+ * In "docker" bodies "Image" is the reference (the runner uses the engine's
+ * image ID). "kubernetes" is empty until the Kubernetes runner exists.
+ */
+MP_EXTERN int mp_containerize_render(const char *options_json, char **out_json);
 
 #ifdef __cplusplus
 }

@@ -44,6 +44,8 @@ const char *mp_error_name(int code) {
     case MP_ECANCELED: return "MP_ECANCELED";
     case MP_EVERSION: return "MP_EVERSION";
     case MP_ERANGE: return "MP_ERANGE";
+    case MP_EREGISTRY: return "MP_EREGISTRY";
+    case MP_EENGINE: return "MP_EENGINE";
     default: return "MP_UNKNOWN";
     }
 }

@@ -1,0 +1,458 @@
+#include "package/image.h"
+
+#include <dirent.h>
+#include <elf.h>
+#include <unistd.h>
+#include <utime.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <ctime>
+#include <list>
+#include <mutex>
+#include <map>
+#include <set>
+
+#include "common/error.h"
+#include "json/json.h"
+#include "package/digest.h"
+#include "package/elf.h"
+#include "package/gzip.h"
+#include "package/rootfs.h"
+
+namespace mp::package {
+namespace {
+
+// Deterministic, minimal user database: root and nobody are what programs
+// look up (getpwuid(0), "nobody" for privilege drops).
+const char kPasswd[] =
+    "root:x:0:0:root:/root:/bin/sh\n"
+    "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
+const char kGroup[] =
+    "root:x:0:\n"
+    "nogroup:x:65534:\n";
+// glibc >= 2.34 has the "files" and "dns" services built into libc.so.6, so
+// this works without any libnss_* module in the image.
+const char kNsswitch[] =
+    "passwd: files\n"
+    "group: files\n"
+    "shadow: files\n"
+    "hosts: files dns\n"
+    "networks: files\n"
+    "protocols: files\n"
+    "services: files\n";
+
+// CA bundles of the common distributions: the first that exists is copied,
+// so HTTPS clients in the image verify servers as they do on the host.
+const char *const kCaBundles[] = {
+    "/etc/ssl/certs/ca-certificates.crt",  // Debian, Ubuntu, Alpine
+    "/etc/pki/tls/certs/ca-bundle.crt",    // Fedora, RHEL
+    "/etc/ssl/ca-bundle.pem",              // openSUSE
+};
+
+const char kDefaultPath[] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+std::string rfc3339(int64_t t) {
+    time_t tt = static_cast<time_t>(t);
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+std::string host_architecture() {
+#if defined(__x86_64__)
+    return "amd64";
+#elif defined(__aarch64__)
+    return "arm64";
+#elif defined(__i386__)
+    return "386";
+#elif defined(__arm__)
+    return "arm";
+#elif defined(__powerpc64__)
+    return "ppc64le";
+#elif defined(__s390x__)
+    return "s390x";
+#elif defined(__riscv)
+    return "riscv64";
+#else
+    return "unknown";
+#endif
+}
+
+// Recently built layers, by fingerprint of their inputs: rebuilding an
+// unchanged runtime layer (the big one: libraries) costs a stat per file
+// instead of reading and compressing megabytes. Process-wide, small.
+std::mutex g_cache_mu;
+std::list<std::pair<std::string, Layer>> g_cache;  // most recent first
+constexpr size_t kCacheEntries = 4;
+
+Layer build_layer(const Rootfs &fs, const std::string &description, int64_t mtime, const BuildSettings &s,
+                  const std::function<bool(const std::string &)> &skip);
+
+constexpr size_t kDiskCacheEntries = 16;
+
+bool mkdirs(const std::string &path) {
+    std::string cur;
+    for (size_t i = 1; i <= path.size(); ++i) {
+        if (i == path.size() || path[i] == '/') {
+            cur = path.substr(0, i);
+            if (::mkdir(cur.c_str(), 0700) != 0 && errno != EEXIST) return false;
+        }
+    }
+    return true;
+}
+
+// A cached layer: <key>.tar.gz (the blob) + <key>.json (its metadata). A
+// damaged or foreign entry is ignored (rebuilt), never trusted.
+std::optional<Layer> disk_cache_get(const std::string &dir, const std::string &key) {
+    std::ifstream meta(dir + "/" + key + ".json");
+    if (!meta) return std::nullopt;
+    std::stringstream ms;
+    ms << meta.rdbuf();
+    auto j = json::parse(ms.str());
+    if (!j) return std::nullopt;
+    Layer l;
+    l.blob.media_type = media::kLayerGzip;
+    l.blob.digest = json::get_string(j.get(), "digest").value_or("");
+    l.diff_id = json::get_string(j.get(), "diffID").value_or("");
+    l.description = json::get_string(j.get(), "description").value_or("");
+    l.uncompressed_size = static_cast<uint64_t>(json::get_int(j.get(), "uncompressedSize").value_or(0));
+    l.files = static_cast<size_t>(json::get_int(j.get(), "files").value_or(0));
+    std::ifstream blob(dir + "/" + key + ".tar.gz", std::ios::binary);
+    if (!blob) return std::nullopt;
+    std::stringstream bs;
+    bs << blob.rdbuf();
+    l.blob.data = bs.str();
+    if (l.diff_id.empty() || sha256_digest(l.blob.data) != l.blob.digest) return std::nullopt;
+    ::utime((dir + "/" + key + ".json").c_str(), nullptr);  // recently used: pruned last
+    return l;
+}
+
+void disk_cache_put(const std::string &dir, const std::string &key, const Layer &l) {
+    if (!mkdirs(dir)) return;  // a cache is an optimisation: never fail the build for it
+    std::string tmp = dir + "/." + key + "." + std::to_string(::getpid());
+    {
+        std::ofstream out(tmp + ".gz", std::ios::binary);
+        out.write(l.blob.data.data(), static_cast<std::streamsize>(l.blob.data.size()));
+        if (!out) {
+            ::unlink((tmp + ".gz").c_str());
+            return;
+        }
+    }
+    auto j = json::object();
+    json::set_string(j.get(), "digest", l.blob.digest);
+    json::set_string(j.get(), "diffID", l.diff_id);
+    json::set_string(j.get(), "description", l.description);
+    json::set_int(j.get(), "uncompressedSize", static_cast<int64_t>(l.uncompressed_size));
+    json::set_int(j.get(), "files", static_cast<int64_t>(l.files));
+    {
+        std::ofstream out(tmp + ".json");
+        out << json::print(j.get());
+    }
+    // Blob first, metadata last: a reader never sees metadata without its blob.
+    ::rename((tmp + ".gz").c_str(), (dir + "/" + key + ".tar.gz").c_str());
+    ::rename((tmp + ".json").c_str(), (dir + "/" + key + ".json").c_str());
+
+    // Prune: keep the most recently used entries.
+    std::vector<std::pair<time_t, std::string>> entries;
+    if (DIR *d = ::opendir(dir.c_str())) {
+        while (struct dirent *e = ::readdir(d)) {
+            std::string n = e->d_name;
+            if (n.size() > 5 && n.compare(n.size() - 5, 5, ".json") == 0 && n[0] != '.') {
+                struct stat st;
+                if (::stat((dir + "/" + n).c_str(), &st) == 0) entries.push_back({st.st_mtime, n.substr(0, n.size() - 5)});
+            }
+        }
+        ::closedir(d);
+    }
+    if (entries.size() <= kDiskCacheEntries) return;
+    std::sort(entries.begin(), entries.end());
+    for (size_t i = 0; i + kDiskCacheEntries < entries.size(); ++i) {
+        ::unlink((dir + "/" + entries[i].second + ".json").c_str());
+        ::unlink((dir + "/" + entries[i].second + ".tar.gz").c_str());
+    }
+}
+
+Layer make_layer(const Rootfs &fs, const std::string &description, int64_t mtime, const BuildSettings &s,
+                 const std::function<bool(const std::string &)> &skip) {
+    if (!s.use_cache) return build_layer(fs, description, mtime, s, skip);
+    // v1: bump when the layer format (tar/gzip bytes) changes.
+    std::string key = digest_hex(sha256_digest("v1|" + fs.fingerprint(skip) + "|" + description + "|" +
+                                               std::to_string(mtime) + "|" + std::to_string(s.gzip_level) + "|" +
+                                               (s.keep_uncompressed ? "u" : "c")));
+    {
+        std::lock_guard<std::mutex> lk(g_cache_mu);
+        for (auto it = g_cache.begin(); it != g_cache.end(); ++it) {
+            if (it->first == key) {
+                g_cache.splice(g_cache.begin(), g_cache, it);
+                Layer hit = it->second;
+                // persist it for the next runs too (built before a cache dir was set)
+                struct stat st;
+                if (!s.cache_dir.empty() && !s.keep_uncompressed &&
+                    ::stat((s.cache_dir + "/" + key + ".json").c_str(), &st) != 0)
+                    disk_cache_put(s.cache_dir, key, hit);
+                return hit;
+            }
+        }
+    }
+    std::optional<Layer> cached;
+    if (!s.cache_dir.empty() && !s.keep_uncompressed) cached = disk_cache_get(s.cache_dir, key);
+    Layer layer;
+    if (cached) {
+        layer = std::move(*cached);
+    } else {
+        layer = build_layer(fs, description, mtime, s, skip);
+        if (!s.cache_dir.empty() && !s.keep_uncompressed) disk_cache_put(s.cache_dir, key, layer);
+    }
+    std::lock_guard<std::mutex> lk(g_cache_mu);
+    g_cache.emplace_front(key, layer);
+    if (g_cache.size() > kCacheEntries) g_cache.pop_back();
+    return layer;
+}
+
+Layer build_layer(const Rootfs &fs, const std::string &description, int64_t mtime, const BuildSettings &s,
+                  const std::function<bool(const std::string &)> &skip) {
+    Layer layer;
+    layer.description = description;
+    Sha256 uncompressed_hash, compressed_hash;
+    std::string &gz = layer.blob.data;
+    GzipWriter gzip(
+        [&](const char *d, size_t n) {
+            compressed_hash.update(d, n);
+            gz.append(d, n);
+        },
+        s.gzip_level);
+    fs.write_tar(
+        [&](const char *d, size_t n) {
+            uncompressed_hash.update(d, n);
+            layer.uncompressed_size += n;
+            if (s.keep_uncompressed) layer.uncompressed.append(d, n);
+            gzip.write(d, n);
+        },
+        mtime, skip);
+    gzip.finish();
+    layer.blob.media_type = media::kLayerGzip;
+    layer.blob.digest = compressed_hash.digest();
+    layer.diff_id = uncompressed_hash.digest();
+    for (const auto &kv : fs.entries())
+        if (kv.second.type == RootfsEntry::File && !(skip && skip(kv.first))) ++layer.files;
+    return layer;
+}
+
+json::Ptr string_array(const std::vector<std::string> &v) {
+    auto a = json::array();
+    for (const auto &s : v) cJSON_AddItemToArray(a.get(), cJSON_CreateString(s.c_str()));
+    return a;
+}
+
+std::string human(uint64_t bytes) {
+    char buf[32];
+    if (bytes >= 1024 * 1024) std::snprintf(buf, sizeof buf, "%.1f MiB", bytes / 1048576.0);
+    else if (bytes >= 1024) std::snprintf(buf, sizeof buf, "%.1f KiB", bytes / 1024.0);
+    else std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(bytes));
+    return buf;
+}
+
+}  // namespace
+
+uint64_t Image::total_compressed() const {
+    uint64_t n = config.data.size() + manifest.data.size();
+    for (const auto &l : layers) n += l.blob.data.size();
+    return n;
+}
+
+void clear_layer_memory_cache() {
+    std::lock_guard<std::mutex> lk(g_cache_mu);
+    g_cache.clear();
+}
+
+std::string default_layer_cache_dir() {
+    if (const char *d = std::getenv("METAPARTICLE_CACHE_DIR"); d && *d) return d;
+    if (const char *x = std::getenv("XDG_CACHE_HOME"); x && *x) return std::string(x) + "/metaparticle/layers";
+    if (const char *h = std::getenv("HOME"); h && *h) return std::string(h) + "/.cache/metaparticle/layers";
+    return "";
+}
+
+int64_t source_date_epoch() {
+    const char *s = std::getenv("SOURCE_DATE_EPOCH");
+    if (!s || !*s) return 0;
+    char *end = nullptr;
+    long long v = std::strtoll(s, &end, 10);
+    if (*end != '\0' || v < 0 || v > 253402300799LL) return 0;  // invalid: ignore, as reproducible-builds.org advises
+    return v;
+}
+
+std::string oci_architecture(int m) {
+    switch (m) {
+    case EM_X86_64: return "amd64";
+    case EM_AARCH64: return "arm64";
+    case EM_386: return "386";
+    case EM_ARM: return "arm";
+    case EM_PPC64: return "ppc64le";
+    case EM_S390: return "s390x";
+    case EM_RISCV: return "riscv64";
+    default: return "";
+    }
+}
+
+Image build_image(const Options &o, const BuildSettings &s) {
+    if (!o.base_image.empty())
+        throw Error(MP_EINVAL,
+                    "containerize options: \"baseImage\" is not supported yet: images are built from scratch with the "
+                    "program's own files and libraries. Leave \"baseImage\" out, and use \"include\"/\"files\" for "
+                    "anything else the program needs");
+    auto log = [&](const std::string &m) {
+        if (s.log) s.log(m);
+    };
+    Image img;
+    img.reference = o.image_reference();
+    const int64_t mtime = source_date_epoch();
+
+    // --- app layer: the command, included paths, copied files.
+    Rootfs app;
+    std::vector<std::pair<std::string, bool>> elf_candidates;  // path, explicit
+    app.set_file_hook([&](const std::string &image_path, const std::string &host_path, bool explicit_path) {
+        // Only same-path files can be resolved like the loader will see them.
+        if (image_path == host_path && is_elf_file(host_path)) elf_candidates.push_back({host_path, explicit_path});
+    });
+    struct stat st;
+    if (::stat(o.command[0].c_str(), &st) == 0) {
+        app.add_same_path(o.command[0], "the command");
+    } else {
+        throw Error(MP_EINVAL, "containerize: the command " + o.command[0] +
+                                   " does not exist on this machine, so it cannot be put in the image; check \"command\"");
+    }
+    for (const auto &inc : o.include) app.add_same_path(inc, "\"include\" path");
+    for (size_t i = 0; i < o.files.size(); ++i)
+        app.add_copy(o.files[i].src, o.files[i].dest, "\"files[" + std::to_string(i) + "].src\"");
+    if (o.working_dir != "/") app.add_directory(o.working_dir, 0755);
+
+    // --- the shared-library closure of every ELF file in the app layer.
+    LibraryClosure closure(s.ld_so_cache);
+    int architecture_machine = 0;
+    for (const auto &c : elf_candidates) {
+        closure.add(c.first, c.second);
+        if (!architecture_machine) {
+            try {
+                if (auto info = read_elf(c.first)) architecture_machine = info->machine;
+            } catch (const Error &) {
+            }
+        }
+    }
+
+    // --- runtime layer.
+    Rootfs runtime;
+    runtime.add_directory("/etc", 0755);
+    runtime.add_content("/etc/passwd", kPasswd, 0644);
+    runtime.add_content("/etc/group", kGroup, 0644);
+    runtime.add_content("/etc/nsswitch.conf", kNsswitch, 0644);
+    runtime.add_directory("/tmp", 01777);
+    runtime.add_directory("/root", 0700);
+    for (const char *ca : kCaBundles) {
+        if (::stat(ca, &st) == 0 && S_ISREG(st.st_mode)) {
+            runtime.add_same_path(ca, "CA bundle");
+            break;
+        }
+    }
+    for (const auto &lib : closure.files())
+        if (!app.contains(lib)) runtime.add_same_path(lib, "shared library");
+
+    img.warnings = closure.warnings();
+    for (const auto &w : app.warnings()) img.warnings.push_back(w);
+    for (const auto &w : runtime.warnings()) img.warnings.push_back(w);
+
+    img.layers.push_back(make_layer(runtime, "runtime", mtime, s, {}));
+    // The app layer leaves out what the runtime layer already has (a
+    // directory both need, a library that was also included).
+    auto in_runtime = [&](const std::string &p) {
+        auto it = runtime.entries().find(p);
+        if (it == runtime.entries().end()) return false;
+        auto mine = app.entries().find(p);
+        return mine != app.entries().end() && mine->second.type == it->second.type;
+    };
+    img.layers.push_back(make_layer(app, "app", mtime, s, in_runtime));
+
+    // --- config.
+    std::map<std::string, std::string> env;
+    env["PATH"] = kDefaultPath;
+    auto extra = closure.extra_library_dirs();
+    if (!extra.empty()) {
+        std::string v;
+        for (const auto &d : extra) v += (v.empty() ? "" : ":") + d;
+        env["LD_LIBRARY_PATH"] = v;
+    }
+    for (const auto &kv : o.env) env[kv.first] = kv.second;
+    env["METAPARTICLE_IN_CONTAINER"] = "true";
+    std::vector<std::string> env_list;
+    for (const auto &kv : env) env_list.push_back(kv.first + "=" + kv.second);
+
+    std::string created = rfc3339(mtime);
+    auto cfg = json::object();
+    json::set_string(cfg.get(), "created", created);
+    std::string arch = oci_architecture(architecture_machine);
+    json::set_string(cfg.get(), "architecture", arch.empty() ? host_architecture() : arch);
+    json::set_string(cfg.get(), "os", "linux");
+    cJSON *c = json::ensure_object(cfg.get(), "config");
+    json::set(c, "Env", string_array(env_list));
+    json::set(c, "Entrypoint", string_array(o.command));
+    json::set_string(c, "WorkingDir", o.working_dir);
+    if (!o.ports.empty()) {
+        cJSON *ports = json::ensure_object(c, "ExposedPorts");
+        std::vector<int> sorted = o.ports;
+        std::sort(sorted.begin(), sorted.end());
+        for (int p : sorted) json::set(ports, (std::to_string(p) + "/tcp").c_str(), json::object());
+    }
+    cJSON *labels = json::ensure_object(c, "Labels");
+    json::set_string(labels, "io.metaparticle.name", o.name);
+    cJSON *rootfs = json::ensure_object(cfg.get(), "rootfs");
+    json::set_string(rootfs, "type", "layers");
+    std::vector<std::string> diff_ids;
+    for (const auto &l : img.layers) diff_ids.push_back(l.diff_id);
+    json::set(rootfs, "diff_ids", string_array(diff_ids));
+    auto history = json::array();
+    for (const auto &l : img.layers) {
+        auto h = json::object();
+        json::set_string(h.get(), "created", created);
+        json::set_string(h.get(), "created_by", "metaparticle containerize: " + l.description + " layer");
+        cJSON_AddItemToArray(history.get(), h.release());
+    }
+    json::set(cfg.get(), "history", std::move(history));
+    img.config.media_type = media::kConfig;
+    img.config.data = json::print(cfg.get());
+    img.config.digest = sha256_digest(img.config.data);
+
+    // --- manifest.
+    auto man = json::object();
+    json::set_int(man.get(), "schemaVersion", 2);
+    json::set_string(man.get(), "mediaType", media::kManifest);
+    auto descriptor = [](const Blob &b) {
+        auto d = json::object();
+        json::set_string(d.get(), "mediaType", b.media_type);
+        json::set_string(d.get(), "digest", b.digest);
+        json::set_int(d.get(), "size", static_cast<int64_t>(b.data.size()));
+        return d;
+    };
+    json::set(man.get(), "config", descriptor(img.config));
+    auto layers = json::array();
+    for (const auto &l : img.layers) cJSON_AddItemToArray(layers.get(), descriptor(l.blob).release());
+    json::set(man.get(), "layers", std::move(layers));
+    img.manifest.media_type = media::kManifest;
+    img.manifest.data = json::print(man.get());
+    img.manifest.digest = sha256_digest(img.manifest.data);
+
+    for (const auto &l : img.layers)
+        log("layer " + l.description + ": " + std::to_string(l.files) + " files, " + human(l.uncompressed_size) +
+            " -> " + human(l.blob.data.size()) + " gzip, " + l.blob.digest);
+    log("image " + img.reference + ": " + human(img.total_compressed()) + ", manifest " + img.manifest.digest);
+    return img;
+}
+
+}  // namespace mp::package
