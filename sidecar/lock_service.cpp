@@ -176,8 +176,10 @@ Result LockService::acquire(const std::string &name, const std::string &owner, i
     } unregister{this, name, w};
 
     Result last;
-    for (bool woken = false;; woken = true) {
-        if (woken && abandoned && abandoned()) return last;
+    for (;;) {
+        // Also before the first attempt: a request processed after its
+        // client gave up must not be granted a lock nobody will renew.
+        if (abandoned && abandoned()) return last;
         uint64_t generation;
         {
             std::lock_guard<std::mutex> g(mu_);

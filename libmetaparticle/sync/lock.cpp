@@ -11,6 +11,7 @@ namespace {
 constexpr long kMaxLongPollMs = 30000;     // one long-poll; re-issued until the caller's deadline
 constexpr long kRequestSlackMs = 10000;    // added to a long-poll's wait for the HTTP timeout
 constexpr long kReleaseTimeoutMs = 5000;
+constexpr long kCancelReleaseTimeoutMs = 1000;
 
 long ms_until(MonoTime t) {
     return static_cast<long>(std::chrono::duration_cast<Millis>(t - MonoClock::now()).count());
@@ -88,7 +89,15 @@ Lock::Outcome Lock::attempt(std::optional<MonoTime> deadline, bool retry_errors,
             }
             if (deadline && MonoClock::now() >= *deadline) return Outcome::TimedOut;
         } catch (const Error &e) {
-            if (e.code() == MP_ECANCELED) return Outcome::Canceled;
+            if (e.code() == MP_ECANCELED) {
+                // The sidecar may still grant the abandoned long-poll (it
+                // can be processed after we hung up): take it back.
+                try {
+                    pool_.take()->release(cfg_.name, cfg_.owner, kCancelReleaseTimeoutMs);
+                } catch (...) {
+                }
+                return Outcome::Canceled;
+            }
             if (!retry_errors) throw;
             if (!warned) {
                 std::fprintf(stderr, "metaparticle: lock '%s': %s (retrying)\n", cfg_.name.c_str(), e.what());
