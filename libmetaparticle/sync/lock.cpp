@@ -256,7 +256,15 @@ bool Lock::release() {
     if (async_active_) {
         // A pending lock_async(): cancel it and wait for the worker to settle.
         cancel_ = true;
-        async_pending_ = false;
+        if (async_pending_) {
+            // The worker has not started the attempt (and now never will),
+            // so nobody else would clear async_active_.
+            async_pending_ = false;
+            async_active_ = false;
+            state_ = State::Idle;
+            cv_.notify_all();
+            return true;
+        }
         cv_.notify_all();
         cv_.wait(lk, [&] { return !async_active_ || shutdown_; });
         if (state_ != State::Held) return true;

@@ -301,6 +301,13 @@ static void test_async_lock_calls_on_acquired(void **state) {
     assert_int_equal(mp_lock_release(b), MP_OK);
     sleep_ms(300);
     assert_int_equal(fa.count, 1); /* the canceled attempt never fired */
+    /* Regression: release right after lock_async, before the worker starts. */
+    for (int i = 0; i < 20; i++) {
+        assert_int_equal(mp_lock_lock_async(a, flag_raise, &fa), MP_OK);
+        assert_int_equal(mp_lock_release(a), MP_OK);
+    }
+    assert_int_equal(mp_lock_acquire(a, 2000), MP_OK); /* the handle still works */
+    assert_int_equal(mp_lock_release(a), MP_OK);
     mp_lock_free(a);
     mp_lock_free(b);
 }
