@@ -334,6 +334,22 @@ MP_EXTERN int mp_election_leader(mp_election *election, char **out);
  * replicas), labelled io.metaparticle.name=<name>, hostname = container name,
  * replica i publishing port p on host port p + i; and prints each replica's
  * output lines prefixed "[<name>-i] " (stdout to stdout, stderr to stderr).
+ *
+ * The Kubernetes runner ("metaparticle" or "kubernetes") needs "publish" (a
+ * cluster can only pull a pushed image) and a cluster configuration
+ * (in-cluster, $KUBECONFIG or ~/.kube/config); it checks the API server
+ * before building anything. It server-side applies (field manager
+ * "metaparticle") a Service (LoadBalancer when "public", else ClusterIP; none
+ * without ports) and a Deployment with "replicas", or a batch/v1 Job for
+ * "jobSpec", all labelled app.kubernetes.io/name=<name> and
+ * app.kubernetes.io/managed-by=metaparticle, every container with
+ * METAPARTICLE_IN_CONTAINER=true; re-running updates them in place. It waits
+ * for the rollout (image pull failures: MP_EREGISTRY; crash loops: MP_ERROR
+ * with the pod's last log lines; no progress in 5 minutes or
+ * $METAPARTICLE_ROLLOUT_TIMEOUT seconds: MP_ETIMEOUT), follows every pod's
+ * log prefixed "[<pod>] ", and deletes what it applied on SIGINT/SIGTERM (or
+ * when a Job finishes: *exit_code 0 if it succeeded, 1 if it failed).
+ * "shardSpec" with this runner is MP_EINVAL until the shard pattern exists.
  */
 
 /**
@@ -388,7 +404,8 @@ MP_EXTERN int mp_containerize(const char *options_json, mp_main_fn main_fn, void
  *    "kubernetes": [objects, in apply order],
  *    "warnings": ["..."]}   (only when there are warnings)
  * In "docker" bodies "Image" is the reference (the runner uses the engine's
- * image ID). "kubernetes" is empty until the Kubernetes runner exists.
+ * image ID). "kubernetes" lists the objects the Kubernetes runner applies,
+ * with the image pinned to its digest.
  */
 MP_EXTERN int mp_containerize_render(const char *options_json, char **out_json);
 

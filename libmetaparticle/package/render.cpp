@@ -58,7 +58,7 @@ json::Ptr render_all(const Options &o, const Image &image) {
     json::set(img, "config", json::parse(image.config.data));
     json::set(img, "manifest", json::parse(image.manifest.data));
     json::set(out.get(), "docker", render_docker(o, image.reference));
-    json::set(out.get(), "kubernetes", render_kubernetes_objects(o, image.reference));
+    json::set(out.get(), "kubernetes", render_kubernetes_objects(o, kubernetes_image(image)));
     return out;
 }
 
