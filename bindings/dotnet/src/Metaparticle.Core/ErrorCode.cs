@@ -36,5 +36,9 @@ namespace Metaparticle
         Version = -13,
         /// <summary><c>MP_ERANGE</c>: an output did not fit.</summary>
         Range = -14,
+        /// <summary><c>MP_EREGISTRY</c>: a container registry was unreachable, refused credentials or failed.</summary>
+        Registry = -15,
+        /// <summary><c>MP_EENGINE</c>: the container engine (Docker/Podman API) was unreachable or failed.</summary>
+        Engine = -16,
     }
 }
