@@ -26,7 +26,9 @@ void Election::run() {
         std::lock_guard<std::mutex> g(mu_);
         if (running_) throw Error(MP_ESTATE, "election '" + lock_.config().name + "' is already running");
         running_ = true;
-        stop_ = false;
+        // stop_ is not reset here: a stop() that raced ahead of run() (from
+        // another thread, before this one got going) must still end it. It
+        // is consumed when run() returns.
     }
     bool warned = false;
     while (!stop_) {
@@ -73,6 +75,7 @@ void Election::run() {
     std::lock_guard<std::mutex> g(mu_);
     running_ = false;
     leader_ = false;
+    stop_ = false;
     cv_.notify_all();
 }
 

@@ -117,7 +117,9 @@ bool Lock::acquire(long timeout_ms, const std::atomic<bool> *abort) {
             throw Error(MP_ESTATE, "lock '" + cfg_.name + "' is already " +
                                        (state_ == State::Held ? "held" : "being acquired") + " by this handle");
         state_ = State::Acquiring;
-        cancel_ = false;
+        // cancel_ is not reset here: a cancel() that raced ahead of this call
+        // (the binding saw Ctrl-C or a CancellationToken fire just before)
+        // must still cancel it. It is consumed when the call returns.
     }
     std::optional<MonoTime> deadline;
     if (timeout_ms >= 0) deadline = MonoClock::now() + Millis(timeout_ms);
@@ -127,8 +129,10 @@ bool Lock::acquire(long timeout_ms, const std::atomic<bool> *abort) {
     } catch (...) {
         std::lock_guard<std::mutex> g(mu_);
         state_ = State::Idle;
+        cancel_ = false;
         throw;
     }
+    cancel_ = false;
     if (o == Outcome::Acquired) return true;
     {
         std::lock_guard<std::mutex> g(mu_);
@@ -163,6 +167,8 @@ void Lock::worker_main() {
             Outcome o = attempt(std::nullopt, true, &cancel_);
             lk.lock();
             async_active_ = false;
+            cancel_ = false;        // consumed by this attempt
+            cv_.notify_all();       // a release() may wait for async_active_
             if (o == Outcome::Acquired) {
                 if (cb) post(cb);
             } else {
@@ -261,6 +267,7 @@ bool Lock::release() {
             // so nobody else would clear async_active_.
             async_pending_ = false;
             async_active_ = false;
+            cancel_ = false;  // nothing left for it to cancel
             state_ = State::Idle;
             cv_.notify_all();
             return true;
