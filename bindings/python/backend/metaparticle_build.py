@@ -45,7 +45,7 @@ from typing import Dict, List, Optional, Tuple
 HERE = Path(__file__).resolve().parent.parent  # bindings/python
 PACKAGE = "metaparticle"
 SOURCE = HERE / "src" / "native.cpp"
-PY_FILES = ["__init__.py", "_sync.py", "errors.py", "py.typed", "_native.pyi"]
+PY_FILES = ["__init__.py", "_sync.py", "_package.py", "errors.py", "py.typed", "_native.pyi"]
 
 
 class BuildError(Exception):

@@ -9,15 +9,25 @@ Sync primitives backed by mp-sidecar::
 
     metaparticle.Election("test", on_leader=lambda: print("leading")).run()
 
+Package: the program builds a container image of itself and runs replicas::
+
+    @metaparticle.containerize(ports=[8080], replicas=2)
+    def main():
+        ...  # runs in each replica
+
+    sys.exit(main())
+
 This package is a thin binding of libmetaparticle's C ABI (bundled as
 ``libmetaparticle.so.0`` next to the native module).
 """
 
 from ._sync import Election, Lock
+from ._package import Options, containerize, in_container, render
 from . import _native
 from .errors import (
     BackendError,
     CanceledError,
+    ContainerEngineError,
     InvalidArgumentError,
     InvalidStateError,
     LockBusyError,
@@ -27,6 +37,7 @@ from .errors import (
     MetaparticleError,
     OutOfMemoryError,
     ProtocolError,
+    RegistryError,
     SidecarUnreachableError,
 )
 
@@ -35,6 +46,10 @@ __version__ = "0.1.0"
 __all__ = [
     "Lock",
     "Election",
+    "containerize",
+    "render",
+    "in_container",
+    "Options",
     "core_version",
     "MetaparticleError",
     "InvalidArgumentError",
@@ -48,6 +63,8 @@ __all__ = [
     "BackendError",
     "OutOfMemoryError",
     "CanceledError",
+    "RegistryError",
+    "ContainerEngineError",
 ]
 
 

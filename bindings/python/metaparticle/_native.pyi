@@ -1,5 +1,5 @@
 # Type stubs for the pybind11 module metaparticle._native (src/native.cpp).
-# Internal: use metaparticle.Lock / metaparticle.Election.
+# Internal: use metaparticle.Lock / metaparticle.Election / metaparticle.containerize.
 from typing import Callable, Optional
 
 _Sink = Callable[[], Optional[Callable[[], object]]]
@@ -8,6 +8,9 @@ HEADER_VERSION: str
 
 def version() -> str: ...
 def error_name(code: int) -> str: ...
+def in_container() -> bool: ...
+def containerize(options_json: str, main: Callable[[], int]) -> int: ...
+def containerize_render(options_json: str) -> str: ...
 
 class Lock:
     def __init__(

@@ -27,6 +27,8 @@ __all__ = [
     "BackendError",
     "OutOfMemoryError",
     "CanceledError",
+    "RegistryError",
+    "ContainerEngineError",
     "MP_ERROR",
     "MP_EINVAL",
     "MP_ETIMEOUT",
@@ -41,6 +43,8 @@ __all__ = [
     "MP_ECANCELED",
     "MP_EVERSION",
     "MP_ERANGE",
+    "MP_EREGISTRY",
+    "MP_EENGINE",
 ]
 
 # The codes of include/metaparticle.h (enum mp_error_code).
@@ -58,6 +62,8 @@ MP_ENOMEM = -11
 MP_ECANCELED = -12
 MP_EVERSION = -13
 MP_ERANGE = -14
+MP_EREGISTRY = -15
+MP_EENGINE = -16
 
 _NAMES: Dict[int, str] = {
     value: name for name, value in globals().items() if name.startswith("MP_E") and isinstance(value, int)
@@ -98,7 +104,7 @@ class MetaparticleError(Exception):
 
 
 class InvalidArgumentError(MetaparticleError, ValueError):
-    """A bad argument: lock name, TTL, timeout, option (``MP_EINVAL``)."""
+    """A bad argument: lock name, TTL, timeout, containerize option (``MP_EINVAL``)."""
 
 
 class LockTimeoutError(MetaparticleError, TimeoutError):
@@ -141,6 +147,15 @@ class CanceledError(MetaparticleError):
     """A blocking call was canceled, e.g. by :meth:`Lock.cancel` (``MP_ECANCELED``)."""
 
 
+class RegistryError(MetaparticleError):
+    """A container registry was unreachable, refused the credentials or failed a push (``MP_EREGISTRY``)."""
+
+
+class ContainerEngineError(MetaparticleError):
+    """The container engine (Docker or Podman API) was unreachable or failed; the message says
+    how to start one or set ``DOCKER_HOST`` (``MP_EENGINE``)."""
+
+
 _CLASSES: Dict[int, Type[MetaparticleError]] = {
     MP_EINVAL: InvalidArgumentError,
     MP_ETIMEOUT: LockTimeoutError,
@@ -153,6 +168,8 @@ _CLASSES: Dict[int, Type[MetaparticleError]] = {
     MP_EBACKEND: BackendError,
     MP_ENOMEM: OutOfMemoryError,
     MP_ECANCELED: CanceledError,
+    MP_EREGISTRY: RegistryError,
+    MP_EENGINE: ContainerEngineError,
 }
 
 

@@ -10,11 +10,15 @@
 //     thread waits in short slices and checks for signals; on a signal the C
 //     call is canceled through the ABI and KeyboardInterrupt is raised),
 //   - lifetimes (Python callables stay referenced while C can call them; the
-//     C handle is freed only when no thread is inside a method using it).
+//     C handle is freed only when no thread is inside a method using it),
+//   - Package: containerize / render / in_container (the JSON options are
+//     assembled by metaparticle/_package.py).
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
 #include <metaparticle.h>
+
+#include <signal.h>
 
 #include <algorithm>
 #include <atomic>
@@ -22,6 +26,7 @@
 #include <climits>
 #include <condition_variable>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -714,6 +719,115 @@ private:
     std::string name_, identity_;
 };
 
+// ---------------------------------------------------------------------------
+// Package: containerize. The Python layer (metaparticle/_package.py) decides
+// what goes into the image (interpreter, stdlib, imported packages) and hands
+// the C core complete JSON options; this part only calls the three functions.
+// ---------------------------------------------------------------------------
+
+bool in_container() {
+    int inside = 0;
+    check(capture(mp_in_container(&inside)));
+    return inside != 0;
+}
+
+// The user's main, called by mp_containerize inside a container. Python
+// exceptions cannot cross the C call: the first one is kept here and raised
+// again once mp_containerize has returned.
+struct MainCall {
+    py::object main;
+    std::unique_ptr<py::error_already_set> error;
+};
+
+extern "C" int containerize_main(void *user_data) {
+    auto *call = static_cast<MainCall *>(user_data);
+    // Runs on the thread that called mp_containerize. Inside a container
+    // that thread holds the GIL (ensure is then a no-op); the core never
+    // calls main outside, but if it did, this would still be safe.
+    py::gil_scoped_acquire gil;
+    try {
+        py::object r = call->main();
+        // The Python layer's wrapper already turned main's result into an int.
+        return r.cast<int>();
+    } catch (py::error_already_set &e) {
+        call->error = std::make_unique<py::error_already_set>(std::move(e));
+    } catch (const std::exception &e) {
+        // e.g. a cast_error: keep it as a Python exception too
+        PyErr_SetString(PyExc_RuntimeError, e.what());
+        call->error = std::make_unique<py::error_already_set>();
+    }
+    return 1;
+}
+
+// Replaces a signal's handler with SIG_DFL for the lifetime of the object
+// (unless it is ignored), at the C level, behind the back of Python's signal
+// module, which therefore needs no update when it is put back.
+//
+// Why: mp_containerize installs its own SIGINT/SIGTERM handlers (first signal
+// = tear down and return) and, on a second signal, restores the handlers it
+// found and re-raises. Were Python's handler the one it found, the second
+// Ctrl-C would only set a flag nobody reads while the C teardown runs, and
+// could not abort a stuck teardown. With SIG_DFL there, the second Ctrl-C
+// ends the process at once, as it does for a C program. Any Ctrl-C in the
+// instant before the core installs its handler also ends the process, before
+// anything was started.
+class DefaultSignal {
+public:
+    explicit DefaultSignal(int sig) : sig_(sig) {
+        struct sigaction dfl;
+        std::memset(&dfl, 0, sizeof dfl);
+        sigemptyset(&dfl.sa_mask);
+        dfl.sa_handler = SIG_DFL;
+        if (sigaction(sig, nullptr, &old_) != 0) return;
+        if (old_.sa_handler == SIG_IGN && !(old_.sa_flags & SA_SIGINFO)) return;  // respect "ignore"
+        active_ = sigaction(sig, &dfl, nullptr) == 0;
+    }
+    ~DefaultSignal() {
+        if (active_) sigaction(sig_, &old_, nullptr);
+    }
+    DefaultSignal(const DefaultSignal &) = delete;
+    DefaultSignal &operator=(const DefaultSignal &) = delete;
+
+private:
+    int sig_;
+    struct sigaction old_;
+    bool active_ = false;
+};
+
+// Returns the exit code (main's result inside; 0 after Ctrl-C outside, or a
+// job's first non-zero exit code). `main` must return an int.
+int containerize(const std::string &options_json, py::object main) {
+    if (options_json.find('\0') != std::string::npos) raise_error(MP_EINVAL, "containerize options contain a NUL character");
+    MainCall call{std::move(main), nullptr};
+    int exit_code = 0;
+    Result r;
+    if (in_container()) {
+        // main runs right here, on this thread: keep the GIL.
+        r = capture(mp_containerize(options_json.c_str(), containerize_main, &call, &exit_code));
+        if (call.error) {
+            call.error->restore();
+            throw py::error_already_set();
+        }
+    } else {
+        // Building, pushing and following the replicas' logs take minutes:
+        // other Python threads keep running meanwhile.
+        DefaultSignal sigint(SIGINT), sigterm(SIGTERM);
+        r = nogil([&] { return mp_containerize(options_json.c_str(), containerize_main, &call, &exit_code); });
+    }
+    check(r);
+    return exit_code;
+}
+
+std::string containerize_render(const std::string &options_json) {
+    if (options_json.find('\0') != std::string::npos) raise_error(MP_EINVAL, "containerize options contain a NUL character");
+    char *out = nullptr;
+    // Reads and compresses the image's files: seconds for a Python runtime.
+    check(nogil([&] { return mp_containerize_render(options_json.c_str(), &out); }));
+    std::string json(out ? out : "");
+    mp_free(out);
+    return json;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_native, m) {
@@ -754,4 +868,11 @@ PYBIND11_MODULE(_native, m) {
         .def("leader", &Election::leader)
         .def_property_readonly("name", &Election::name)
         .def_property_readonly("identity", &Election::identity);
+
+    m.def("in_container", &in_container,
+          "True inside a container built by containerize (METAPARTICLE_IN_CONTAINER is true or 1).");
+    m.def("containerize", &containerize, py::arg("options_json"), py::arg("main"),
+          "mp_containerize: run main() inside the container; outside, build, push and run. Returns the exit code.");
+    m.def("containerize_render", &containerize_render, py::arg("options_json"),
+          "mp_containerize_render: what containerize would build and create, as JSON text.");
 }
