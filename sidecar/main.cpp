@@ -11,6 +11,7 @@
 #include <string>
 
 #include "backends/backend.h"
+#include "backends/plugin_loader.h"
 #include "http_server.h"
 #include "lock_service.h"
 #include "log.h"
@@ -129,10 +130,8 @@ int main(int argc, char **argv) {
     try {
         if (backend_name == "memory")
             backend = sc::make_memory_backend();
-        else if (backend_name == "kubernetes")
-            backend = sc::make_crd_backend(kube);
-        else
-            backend = sc::make_lease_backend(kube);
+        else  // kubernetes, lease: from the plugin, loaded only now
+            backend = sc::make_kube_backend(backend_name, kube);
     } catch (const std::exception &e) {
         std::fprintf(stderr, "mp-sidecar: cannot set up the %s backend: %s\n", backend_name.c_str(), e.what());
         return 1;

@@ -71,6 +71,8 @@ struct KubeBackendOptions {
     bool install_crd = true; // custom-resource backend: create the CRD when missing
 };
 
+// Defined in the plugin mp-sidecar-kubernetes.so, not in the executable, which
+// reaches them through make_kube_backend() (plugin_loader.h).
 std::unique_ptr<Backend> make_crd_backend(const KubeBackendOptions &opts);    // --backend=kubernetes
 std::unique_ptr<Backend> make_lease_backend(const KubeBackendOptions &opts);  // --backend=lease
 
