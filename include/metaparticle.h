@@ -296,8 +296,16 @@ MP_EXTERN int mp_election_leader(mp_election *election, char **out);
  *   "namespace"   Kubernetes namespace
  *   "env"         {"K": "V"} added to the image's environment
  *   "files"       [{"src": "host path", "dest": "/image/path"}] copied in
- *   "baseImage"   not supported yet (MP_EINVAL): images are built from
- *                 scratch with the program's own files and libraries
+ *   "baseImage"   "registry/repo:tag" or "...@sha256:<hex>": build on top of
+ *                 this image (OCI or Docker schema 2; from a multi-platform
+ *                 index, its linux entry for this machine's architecture).
+ *                 Its layers come first, then ours; its Env is kept (ours and
+ *                 "env" win), and its WorkingDir and User unless "workingDir"
+ *                 is given; Entrypoint and ports are ours. Its manifest and
+ *                 config are read from its registry when the image is built
+ *                 (credentials as for pushing); its layers are mounted or
+ *                 copied into the target repository on publish, downloaded
+ *                 for a local docker load. Not readable: MP_EREGISTRY.
  *   "dryRun"      print the image config and the runner's objects as JSON on
  *                 stdout instead of acting
  *   "keepRunning" leave the containers running on Ctrl-C

@@ -10,6 +10,7 @@
 
 #include "common/error.h"
 #include "json/json.h"
+#include "package/base_image.h"
 #include "package/docker_runner.h"
 #include "package/image.h"
 #include "package/kubernetes.h"
@@ -103,6 +104,9 @@ int containerize(const std::string &options_json, const std::function<int()> &ma
     if (o.publish) push_image(img, log);
     if (g_interrupted) return 0;
     if (o.runner == Runner::Kubernetes) return run_kubernetes(o, img, log, g_interrupted);
+    // docker load needs every layer; a pull (publish) gets them from the registry.
+    if (!o.publish && !img.base_reference.empty()) fetch_base_layers(img, log);
+    if (g_interrupted) return 0;
     return run_docker(o, img, log, g_interrupted);
 }
 

@@ -275,6 +275,8 @@ std::string docker_archive(const Image &image) {
     auto layers = json::array();
     tar.add_file(config_name, 0644, image.config.data);
     for (const auto &l : image.layers) {
+        if (l.from_base && l.blob.data.empty())  // fetch_base_layers() was not called: a bug, say so
+            throw Error(MP_ERROR, "internal error: the base layer " + l.blob.digest + " was not downloaded");
         std::string dir = digest_hex(l.diff_id);
         std::string name = dir + "/layer.tar";
         tar.add_directory(dir, 0755);

@@ -21,6 +21,7 @@
 
 #include "common/error.h"
 #include "json/json.h"
+#include "package/base_image.h"
 #include "package/digest.h"
 #include "package/elf.h"
 #include "package/gzip.h"
@@ -265,7 +266,7 @@ std::string human(uint64_t bytes) {
 
 uint64_t Image::total_compressed() const {
     uint64_t n = config.data.size() + manifest.data.size();
-    for (const auto &l : layers) n += l.blob.data.size();
+    for (const auto &l : layers) n += l.compressed_size();
     return n;
 }
 
@@ -304,16 +305,24 @@ std::string oci_architecture(int m) {
 }
 
 Image build_image(const Options &o, const BuildSettings &s) {
-    if (!o.base_image.empty())
-        throw Error(MP_EINVAL,
-                    "containerize options: \"baseImage\" is not supported yet: images are built from scratch with the "
-                    "program's own files and libraries. Leave \"baseImage\" out, and use \"include\"/\"files\" for "
-                    "anything else the program needs");
     auto log = [&](const std::string &m) {
         if (s.log) s.log(m);
     };
     Image img;
     img.reference = o.image_reference();
+    // The base image supplies what is below our layers. Its manifest and
+    // config are read now (a tag is resolved to a digest, so the same base
+    // digest and inputs give the same image); its layers are not downloaded.
+    std::optional<BaseImage> base;
+    json::Ptr base_cfg;
+    if (!o.base_image.empty()) {
+        base = resolve_base_image(o.base_image, host_architecture(), s.log);
+        base_cfg = json::parse(base->config);
+        img.base_reference = o.base_image;
+        img.base_manifest_digest = base->manifest_digest;
+        log("base image " + o.base_image + ": " + std::to_string(base->layers.size()) + " layers, manifest " +
+            base->manifest_digest);
+    }
     const int64_t mtime = source_date_epoch();
 
     // --- app layer: the command, included paths, copied files.
@@ -369,6 +378,9 @@ Image build_image(const Options &o, const BuildSettings &s) {
     for (const auto &w : app.warnings()) img.warnings.push_back(w);
     for (const auto &w : runtime.warnings()) img.warnings.push_back(w);
 
+    // Base layers first, ours on top. The runtime layer is still added: the
+    // program's library closure comes from this host, not from the base.
+    if (base) img.layers = base->layers;
     img.layers.push_back(make_layer(runtime, "runtime", mtime, s, {}));
     // The app layer leaves out what the runtime layer already has (a
     // directory both need, a library that was also included).
@@ -381,12 +393,23 @@ Image build_image(const Options &o, const BuildSettings &s) {
     img.layers.push_back(make_layer(app, "app", mtime, s, in_runtime));
 
     // --- config.
+    // Environment: the base's, then ours (ours win), then "env" (wins).
+    const cJSON *base_c = base_cfg ? json::get_object(base_cfg.get(), "config") : nullptr;
     std::map<std::string, std::string> env;
-    env["PATH"] = kDefaultPath;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, json::get_array(base_c, "Env")) {
+        if (!cJSON_IsString(e)) continue;
+        std::string kv = e->valuestring;
+        auto eq = kv.find('=');
+        if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
+    }
+    if (!env.count("PATH")) env["PATH"] = kDefaultPath;
     auto extra = closure.extra_library_dirs();
     if (!extra.empty()) {
         std::string v;
         for (const auto &d : extra) v += (v.empty() ? "" : ":") + d;
+        // Our libraries first; the base's own programs keep finding theirs.
+        if (auto it = env.find("LD_LIBRARY_PATH"); it != env.end() && !it->second.empty()) v += ":" + it->second;
         env["LD_LIBRARY_PATH"] = v;
     }
     for (const auto &kv : o.env) env[kv.first] = kv.second;
@@ -398,12 +421,23 @@ Image build_image(const Options &o, const BuildSettings &s) {
     auto cfg = json::object();
     json::set_string(cfg.get(), "created", created);
     std::string arch = oci_architecture(architecture_machine);
-    json::set_string(cfg.get(), "architecture", arch.empty() ? host_architecture() : arch);
+    if (arch.empty()) arch = host_architecture();
+    json::set_string(cfg.get(), "architecture", arch);
+    if (base_cfg) {
+        std::string base_arch = json::get_string(base_cfg.get(), "architecture").value_or("");
+        if (!base_arch.empty() && base_arch != arch)
+            img.warnings.push_back("the base image " + o.base_image + " is for " + base_arch + ", the program for " + arch +
+                                   "; its programs may not run");
+    }
     json::set_string(cfg.get(), "os", "linux");
     cJSON *c = json::ensure_object(cfg.get(), "config");
     json::set(c, "Env", string_array(env_list));
     json::set(c, "Entrypoint", string_array(o.command));
-    json::set_string(c, "WorkingDir", o.working_dir);
+    // The base's WorkingDir and User are kept unless "workingDir" is given
+    // (we have no option for the user).
+    std::string base_wd = json::get_string(base_c, "WorkingDir").value_or("");
+    json::set_string(c, "WorkingDir", !o.working_dir_set && !base_wd.empty() ? base_wd : o.working_dir);
+    if (auto user = json::get_string(base_c, "User"); user && !user->empty()) json::set_string(c, "User", *user);
     if (!o.ports.empty()) {
         cJSON *ports = json::ensure_object(c, "ExposedPorts");
         std::vector<int> sorted = o.ports;
@@ -411,6 +445,10 @@ Image build_image(const Options &o, const BuildSettings &s) {
         for (int p : sorted) json::set(ports, (std::to_string(p) + "/tcp").c_str(), json::object());
     }
     cJSON *labels = json::ensure_object(c, "Labels");
+    const cJSON *bl;
+    cJSON_ArrayForEach(bl, json::get_object(base_c, "Labels")) {
+        if (cJSON_IsString(bl) && bl->string) json::set_string(labels, bl->string, bl->valuestring);
+    }
     json::set_string(labels, "io.metaparticle.name", o.name);
     cJSON *rootfs = json::ensure_object(cfg.get(), "rootfs");
     json::set_string(rootfs, "type", "layers");
@@ -418,7 +456,27 @@ Image build_image(const Options &o, const BuildSettings &s) {
     for (const auto &l : img.layers) diff_ids.push_back(l.diff_id);
     json::set(rootfs, "diff_ids", string_array(diff_ids));
     auto history = json::array();
-    for (const auto &l : img.layers) {
+    size_t first_own = 0;
+    if (base) {
+        first_own = base->layers.size();
+        // The base's history when it matches its layers (one entry per
+        // layer, not counting empty_layer ones), else one entry per layer.
+        const cJSON *bh = json::get_array(base_cfg.get(), "history");
+        size_t non_empty = 0;
+        const cJSON *h;
+        cJSON_ArrayForEach(h, bh) non_empty += !json::get_bool(h, "empty_layer").value_or(false);
+        if (bh && non_empty == base->layers.size()) {
+            cJSON_ArrayForEach(h, bh) cJSON_AddItemToArray(history.get(), cJSON_Duplicate(h, 1));
+        } else {
+            for (size_t i = 0; i < base->layers.size(); ++i) {
+                auto hh = json::object();
+                json::set_string(hh.get(), "created_by", "base image " + o.base_image);
+                cJSON_AddItemToArray(history.get(), hh.release());
+            }
+        }
+    }
+    for (size_t i = first_own; i < img.layers.size(); ++i) {
+        const auto &l = img.layers[i];
         auto h = json::object();
         json::set_string(h.get(), "created", created);
         json::set_string(h.get(), "created_by", "metaparticle containerize: " + l.description + " layer");
@@ -433,23 +491,30 @@ Image build_image(const Options &o, const BuildSettings &s) {
     auto man = json::object();
     json::set_int(man.get(), "schemaVersion", 2);
     json::set_string(man.get(), "mediaType", media::kManifest);
-    auto descriptor = [](const Blob &b) {
+    auto descriptor = [](const Blob &b, uint64_t size) {
         auto d = json::object();
         json::set_string(d.get(), "mediaType", b.media_type);
         json::set_string(d.get(), "digest", b.digest);
-        json::set_int(d.get(), "size", static_cast<int64_t>(b.data.size()));
+        json::set_int(d.get(), "size", static_cast<int64_t>(size));
         return d;
     };
-    json::set(man.get(), "config", descriptor(img.config));
+    json::set(man.get(), "config", descriptor(img.config, img.config.data.size()));
     auto layers = json::array();
-    for (const auto &l : img.layers) cJSON_AddItemToArray(layers.get(), descriptor(l.blob).release());
+    for (const auto &l : img.layers)
+        cJSON_AddItemToArray(layers.get(), descriptor(l.blob, l.compressed_size()).release());
     json::set(man.get(), "layers", std::move(layers));
+    if (base) {
+        // The OCI pre-defined annotations naming the base image.
+        cJSON *ann = json::ensure_object(man.get(), "annotations");
+        json::set_string(ann, "org.opencontainers.image.base.digest", base->manifest_digest);
+        json::set_string(ann, "org.opencontainers.image.base.name", o.base_image);
+    }
     img.manifest.media_type = media::kManifest;
     img.manifest.data = json::print(man.get());
     img.manifest.digest = sha256_digest(img.manifest.data);
 
     for (const auto &l : img.layers)
-        log("layer " + l.description + ": " + std::to_string(l.files) + " files, " + human(l.uncompressed_size) +
+        if (!l.from_base) log("layer " + l.description + ": " + std::to_string(l.files) + " files, " + human(l.uncompressed_size) +
             " -> " + human(l.blob.data.size()) + " gzip, " + l.blob.digest);
     log("image " + img.reference + ": " + human(img.total_compressed()) + ", manifest " + img.manifest.digest);
     return img;

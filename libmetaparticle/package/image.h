@@ -39,8 +39,14 @@ struct Layer {
     std::string diff_id;        // digest of the uncompressed tar
     uint64_t uncompressed_size = 0;
     std::string uncompressed;   // the tar itself, only when asked for (docker load)
-    std::string description;    // "runtime" / "app"
+    std::string description;    // "runtime" / "app" / "base"
     size_t files = 0;
+    // A layer of the base image: referenced by digest, its data fetched only
+    // when needed (push to another repository, docker load); until then
+    // blob.data is empty and `size` is the compressed size.
+    bool from_base = false;
+    uint64_t size = 0;
+    uint64_t compressed_size() const { return blob.data.empty() ? size : blob.data.size(); }
 };
 
 struct Image {
@@ -49,6 +55,10 @@ struct Image {
     Blob config;
     Blob manifest;
     std::vector<std::string> warnings;
+    // With "baseImage": the reference as written, and the manifest digest it
+    // resolved to (its layers are the first of `layers`).
+    std::string base_reference;
+    std::string base_manifest_digest;
     uint64_t total_compressed() const;
 };
 
@@ -69,10 +79,12 @@ struct BuildSettings {
 // when set to a valid number of seconds, else 0 (1970-01-01).
 int64_t source_date_epoch();
 
-// Build the image described by `o`. Reads host files only: no network, no
-// files written. Throws Error(MP_EINVAL) for options that cannot be honoured
-// (missing files, unsupported baseImage), Error(MP_ERROR) for a library that
-// cannot be found or read.
+// Build the image described by `o`. Reads host files only (and, with
+// "baseImage", the base's manifest and config from its registry; its layers
+// are referenced, not downloaded); no files written. Throws Error(MP_EINVAL)
+// for options that cannot be honoured (missing files), Error(MP_ERROR) for a
+// library that cannot be found or read, Error(MP_EREGISTRY) for a base image
+// that cannot be read.
 Image build_image(const Options &o, const BuildSettings &settings = {});
 
 // $METAPARTICLE_CACHE_DIR, else $XDG_CACHE_HOME/metaparticle/layers, else

@@ -335,7 +335,10 @@ Options parse_options(const std::string &text) {
         for (const cJSON *e = v->child; e; e = e->next, ++i)
             o.include.push_back(absolute_path(e, "include[" + std::to_string(i) + "]"));
     }
-    if (auto v = item("workingDir")) o.working_dir = absolute_path(v, "workingDir");
+    if (auto v = item("workingDir")) {
+        o.working_dir = absolute_path(v, "workingDir");
+        o.working_dir_set = true;
+    }
 
     if (o.publish && o.repository.empty())
         invalid("\"publish\": true needs \"repository\" (where to push, e.g. \"docker.io/<user>\" or \"127.0.0.1:5000\")");

@@ -40,6 +40,7 @@ struct Options {
     std::vector<std::string> command; // argv of the container; command[0] is absolute
     std::vector<std::string> include; // absolute host paths copied at the same path
     std::string working_dir = "/";
+    bool working_dir_set = false;     // given explicitly (else a base image's WorkingDir is kept)
 
     // "repository/name:tag", or "name:tag" without a repository.
     std::string image_reference() const;

@@ -3,6 +3,8 @@
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <memory>
+#include <optional>
 
 #include "common/error.h"
 #include "json/json.h"
@@ -171,6 +173,10 @@ void Registry::authenticate(const http::Response &challenge, const std::string &
     std::string realm = c.params["realm"];
     std::string service = c.params["service"];
     std::string scope = "repository:" + ref_.repository + (push_ ? ":pull,push" : ":pull");
+    // Token servers take several scopes as repeated scope= parameters.
+    std::string more_scopes;
+    for (const auto &r : extra_pull_scopes_)
+        if (r != ref_.repository) more_scopes += "&scope=" + http::url_escape("repository:" + r + ":pull");
     http::Client token_client;
     http::Request req;
     req.timeout_ms = 60000;
@@ -180,10 +186,11 @@ void Registry::authenticate(const http::Response &challenge, const std::string &
         req.url = realm;
         req.headers.push_back("Content-Type: application/x-www-form-urlencoded");
         req.body = "grant_type=refresh_token&client_id=metaparticle&service=" + http::url_escape(service) +
-                   "&scope=" + http::url_escape(scope) + "&refresh_token=" + http::url_escape(creds_.identity_token);
+                   "&scope=" + http::url_escape(scope) + more_scopes + "&refresh_token=" +
+                   http::url_escape(creds_.identity_token);
     } else {
         req.url = realm + (realm.find('?') == std::string::npos ? "?" : "&") + "service=" + http::url_escape(service) +
-                  "&scope=" + http::url_escape(scope);
+                  "&scope=" + http::url_escape(scope) + more_scopes;
         if (!creds_.username.empty()) token_client.set_basic_auth(creds_.username, creds_.password);
     }
     http::Response r;
@@ -264,6 +271,33 @@ void Registry::upload_blob(const Blob &blob) {
     if (r.status != 201) throw_for(r, "upload blob " + blob.digest);
 }
 
+bool Registry::mount_blob(const std::string &digest, const std::string &from_repository) {
+    std::string what = "mount blob " + digest + " from " + from_repository + " into " + ref_.repository;
+    http::Request post;
+    post.method = "POST";
+    post.url = ref_.base_url() + "/v2/" + ref_.repository + "/blobs/uploads/?mount=" + http::url_escape(digest) +
+               "&from=" + http::url_escape(from_repository);
+    auto r = send(post, what);
+    if (r.status == 201) return true;
+    if (r.status != 202) throw_for(r, what);
+    // Not mounted (the source is not readable, or the registry does not
+    // mount): it opened an upload session instead. Cancel it, best effort;
+    // an abandoned session would only be purged later.
+    std::string loc = r.header("location");
+    if (!loc.empty()) {
+        if (loc.rfind("http://", 0) != 0 && loc.rfind("https://", 0) != 0)
+            loc = ref_.base_url() + (loc[0] == '/' ? "" : "/") + loc;
+        http::Request del;
+        del.method = "DELETE";
+        del.url = loc;
+        try {
+            send(del, "cancel an upload");
+        } catch (const Error &) {
+        }
+    }
+    return false;
+}
+
 std::string Registry::put_manifest(const Blob &manifest) {
     http::Request put;
     put.method = "PUT";
@@ -318,16 +352,44 @@ PushResult push_image(const Image &image, const Registry::Log &log) {
     say("pushing " + image.reference + " to " + ref.base_url() +
         (creds.empty() ? " (no credentials)" : " (credentials from " + creds.source + ")"));
     Registry reg(ref, creds, true, log);
+    // Layers of a base image come from its repository: mounted when it is
+    // on the same registry (no bytes move), else downloaded from it.
+    std::optional<ImageRef> base_ref;
+    if (!image.base_reference.empty()) base_ref = parse_image_ref(image.base_reference);
+    const bool same_registry = base_ref && base_ref->api_host == ref.api_host && base_ref->plain_http == ref.plain_http;
+    if (same_registry) reg.add_pull_scope(base_ref->repository);
+    std::unique_ptr<Registry> base_reg;
     PushResult res;
-    std::vector<const Blob *> blobs;
-    for (const auto &l : image.layers) blobs.push_back(&l.blob);
-    blobs.push_back(&image.config);
-    for (const Blob *b : blobs) {
-        std::string label = short_digest(b->digest) + " " + human(b->data.size());
+    struct Item {
+        const Blob *blob;
+        uint64_t size;
+        bool remote;  // a base layer whose data is not here
+    };
+    std::vector<Item> items;
+    for (const auto &l : image.layers) items.push_back({&l.blob, l.compressed_size(), l.from_base && l.blob.data.empty()});
+    items.push_back({&image.config, image.config.data.size(), false});
+    for (const Item &it : items) {
+        const Blob *b = it.blob;
+        std::string label = short_digest(b->digest) + " " + human(it.size);
         if (reg.blob_exists(b->digest)) {
             say("  " + label + ": exists, skipped");
             ++res.blobs_skipped;
             continue;
+        }
+        Blob fetched;
+        if (it.remote) {
+            if (same_registry && reg.mount_blob(b->digest, base_ref->repository)) {
+                say("  " + label + ": mounted from " + base_ref->repository);
+                ++res.blobs_mounted;
+                continue;
+            }
+            if (!base_reg)
+                base_reg = std::make_unique<Registry>(*base_ref, lookup_credentials(base_ref->registry), false, log);
+            say("  " + label + ": copying from the base image " + image.base_reference);
+            fetched.media_type = b->media_type;
+            fetched.digest = b->digest;
+            fetched.data = base_reg->get_blob(b->digest);
+            b = &fetched;
         }
         auto t0 = std::chrono::steady_clock::now();
         reg.upload_blob(*b);

@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "http/client.h"
 #include "package/credentials.h"
@@ -49,6 +50,14 @@ public:
     // GET a manifest by tag or digest; *media_type gets its Content-Type.
     std::string get_manifest(const std::string &tag_or_digest, const std::string &accept, std::string *media_type);
     std::string get_blob(const std::string &digest);
+    // Cross-repository mount: POST /blobs/uploads/?mount=<digest>&from=<repo>.
+    // true when the registry mounted it (201); false when it would not (it
+    // then opens an ordinary upload instead, which is cancelled here) and
+    // the blob has to be uploaded.
+    bool mount_blob(const std::string &digest, const std::string &from_repository);
+    // Also ask for pull rights on `repository` in Bearer token requests (a
+    // mount needs them on the source repository).
+    void add_pull_scope(const std::string &repository) { extra_pull_scopes_.push_back(repository); }
 
     const ImageRef &ref() const { return ref_; }
 
@@ -64,15 +73,19 @@ private:
     http::Client http_;
     std::string bearer_;
     bool basic_ = false;
+    std::vector<std::string> extra_pull_scopes_;
 };
 
 struct PushResult {
     std::string manifest_digest;
     size_t blobs_uploaded = 0, blobs_skipped = 0;
+    size_t blobs_mounted = 0;  // base-image layers mounted from their repository
     uint64_t bytes_uploaded = 0;
 };
 
 // Push every blob of `image` that the registry lacks, then the manifest.
+// Base-image layers without data are mounted from the base's repository
+// when it is on the same registry, else downloaded from it and uploaded.
 // Credentials are looked up for the image's registry. Progress lines go to
 // `log` (layer digests, sizes, "exists, skipped"). Throws Error(MP_EREGISTRY)
 // with a message naming the registry (unreachable, credentials refused,

@@ -65,9 +65,17 @@ static void test_publish_needs_repository(void **state) {
     expect_invalid("{\"publish\": true}", "\"repository\"", "publish");
 }
 
-static void test_unsupported_base_image_and_missing_include(void **state) {
+static void test_unreachable_base_image_and_missing_include(void **state) {
     (void)state;
-    expect_invalid("{\"baseImage\": \"debian:12\"}", "baseImage", "not supported");
+    expect_invalid("{\"baseImage\": \"\"}", "baseImage", "empty");
+    /* A base image whose registry cannot be reached (port 1: nothing
+       listens) is a registry error naming the reference. */
+    char *out = NULL;
+    assert_int_equal(mp_containerize_render("{\"baseImage\": \"127.0.0.1:1/base:v1\"}", &out), MP_EREGISTRY);
+    assert_null(out);
+    const char *msg = mp_error_last();
+    if (!strstr(msg, "baseImage \"127.0.0.1:1/base:v1\"") || !strstr(msg, "cannot reach"))
+        fail_msg("message for an unreachable base image: %s", msg);
     expect_invalid("{\"include\": [\"/nonexistent/mp-test-path\"]}", "/nonexistent/mp-test-path", NULL);
 }
 
@@ -274,7 +282,7 @@ int main(void) {
         cmocka_unit_test(test_unknown_option_is_named),
         cmocka_unit_test(test_wrong_types_and_values),
         cmocka_unit_test(test_publish_needs_repository),
-        cmocka_unit_test(test_unsupported_base_image_and_missing_include),
+        cmocka_unit_test(test_unreachable_base_image_and_missing_include),
         cmocka_unit_test(test_null_arguments),
         cmocka_unit_test(test_in_container_detection),
         cmocka_unit_test(test_inside_runs_main),
