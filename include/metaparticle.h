@@ -179,9 +179,10 @@ MP_EXTERN int mp_lock_release(mp_lock *lock);
 /**
  * Cancel a blocking mp_lock_acquire() running in another thread (it returns
  * MP_ECANCELED) and a pending mp_lock_lock_async(). Safe to call from any
- * thread. A cancel is never lost to a race with the start of the call: if no
- * acquire is waiting yet, the next mp_lock_acquire() on this handle returns
- * MP_ECANCELED at once. Each cancel is consumed by one call.
+ * thread; no-op if nothing waits. A cancel is not remembered for a later
+ * call, so one sent just before the acquire starts is lost: to cancel an
+ * acquire running in another thread reliably, repeat mp_lock_cancel() (say
+ * every 20 ms) until that acquire returns. This leaves no stale state behind.
  */
 MP_EXTERN int mp_lock_cancel(mp_lock *lock);
 
@@ -249,8 +250,8 @@ MP_EXTERN int mp_election_run(mp_election *election);
 /**
  * Make mp_election_run() return, giving up leadership at once if held
  * (on_lost is not called for a stop). Thread-safe; callable from callbacks.
- * A stop that comes before run() has started is not lost: that run()
- * returns at once. run() consumes the stop, so the election can run again.
+ * Like mp_lock_cancel(), a stop is not remembered for a run() that has not
+ * started yet: repeat it until run() returns. The election can run again.
  */
 MP_EXTERN int mp_election_stop(mp_election *election);
 

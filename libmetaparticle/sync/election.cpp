@@ -26,9 +26,7 @@ void Election::run() {
         std::lock_guard<std::mutex> g(mu_);
         if (running_) throw Error(MP_ESTATE, "election '" + lock_.config().name + "' is already running");
         running_ = true;
-        // stop_ is not reset here: a stop() that raced ahead of run() (from
-        // another thread, before this one got going) must still end it. It
-        // is consumed when run() returns.
+        stop_ = false;  // a stop() from before this run is stale
     }
     bool warned = false;
     while (!stop_) {

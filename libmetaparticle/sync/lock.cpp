@@ -117,9 +117,10 @@ bool Lock::acquire(long timeout_ms, const std::atomic<bool> *abort) {
             throw Error(MP_ESTATE, "lock '" + cfg_.name + "' is already " +
                                        (state_ == State::Held ? "held" : "being acquired") + " by this handle");
         state_ = State::Acquiring;
-        // cancel_ is not reset here: a cancel() that raced ahead of this call
-        // (the binding saw Ctrl-C or a CancellationToken fire just before)
-        // must still cancel it. It is consumed when the call returns.
+        // A cancel() from before this call is stale (it may have been meant
+        // for an earlier call): only cancels from now on count. Bindings that
+        // cancel from another thread repeat it until the call returns.
+        cancel_ = false;
     }
     std::optional<MonoTime> deadline;
     if (timeout_ms >= 0) deadline = MonoClock::now() + Millis(timeout_ms);
