@@ -82,7 +82,7 @@ class Options:
         env: environment variables added to the image.
         files: ``[{"src": host_path, "dest": image_path}]`` or ``(src, dest)``
             pairs, copied into the image.
-        base_image: not supported yet (an error).
+        base_image: an image from a registry to build on ("registry/repo:tag").
         dry_run: print the image config and objects instead of acting.
         keep_running: leave the containers running on Ctrl-C.
         quiet: no progress lines on stderr.

@@ -76,9 +76,10 @@ namespace Metaparticle.Package
         public IList<FileCopy> Files { get; set; } = new List<FileCopy>();
 
         /// <summary>
-        /// Base image. Not supported by the core yet (throws
-        /// <see cref="ErrorCode.InvalidArgument"/>): images are built from
-        /// scratch with the runtime and the app.
+        /// Base image (<c>registry/repository:tag</c> or <c>@sha256:</c> digest):
+        /// the app's layers are stacked on it; its environment, working
+        /// directory and user are kept unless set. Without it, images are
+        /// built from scratch with the runtime and the app.
         /// </summary>
         public string? BaseImage { get; set; }
 
