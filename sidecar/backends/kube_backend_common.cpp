@@ -207,14 +207,7 @@ StoreResult KubeBackend::create(LockRecord *rec) {
     } catch (const std::exception &e) {
         throw backend_error("create " + kind_.kind + " '" + rec->name + "' in namespace '" + ns_ + "'", e);
     }
-    mark_ok();
-    remember(created.get());
-    LockRecord stored = to_record(created.get());
-    if (stored.version.empty())
-        throw BackendError("the Kubernetes API server at " + client_->server() + " answered the creation of " +
-                           kind_.kind + " '" + rec->name + "' without a metadata.resourceVersion");
-    *rec = std::move(stored);
-    return StoreResult::Ok;
+    return accept_written(created.get(), "creation", rec);
 }
 
 StoreResult KubeBackend::update(LockRecord *rec) {
@@ -241,11 +234,15 @@ StoreResult KubeBackend::update(LockRecord *rec) {
     } catch (const std::exception &e) {
         throw backend_error("update " + kind_.kind + " '" + rec->name + "' in namespace '" + ns_ + "'", e);
     }
+    return accept_written(stored_obj.get(), "update", rec);
+}
+
+StoreResult KubeBackend::accept_written(const cJSON *written, const char *verb, LockRecord *rec) {
     mark_ok();
-    remember(stored_obj.get());
-    LockRecord stored = to_record(stored_obj.get());
+    remember(written);
+    LockRecord stored = to_record(written);
     if (stored.version.empty())
-        throw BackendError("the Kubernetes API server at " + client_->server() + " answered the update of " +
+        throw BackendError("the Kubernetes API server at " + client_->server() + " answered the " + verb + " of " +
                            kind_.kind + " '" + rec->name + "' without a metadata.resourceVersion");
     *rec = std::move(stored);
     return StoreResult::Ok;

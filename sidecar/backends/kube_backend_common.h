@@ -70,6 +70,9 @@ private:
     void remember(const cJSON *obj);
     void forget(const std::string &name);
     void mark_ok();
+    // The API server accepted a write of `rec` (`verb`: "creation" or
+    // "update") and answered with `written`: adopt it as the stored record.
+    StoreResult accept_written(const cJSON *written, const char *verb, LockRecord *rec);
     void mark_failed(const std::string &why);
     bool affects_health(const std::exception &e) const;
     void watch_loop(std::string rv, std::set<std::string> known);
