@@ -1,5 +1,9 @@
 #include "proc.h"
 
+#include <cstdio>
+
+#include <regex>
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -254,6 +258,32 @@ int free_port_range(int count) {
         if (ok) return base;
     }
     return -1;
+}
+
+bool start_registry(Registry *r, const std::string &parent_dir, const std::string &name,
+                    const std::string &auth_yaml) {
+    r->dir = parent_dir + "/" + name;
+    mkdir(r->dir.c_str(), 0755);
+    std::string cfg = "version: 0.1\n"
+                      "log:\n  level: info\n"
+                      "storage:\n  filesystem:\n    rootdirectory: " + r->dir + "/data\n  delete:\n    enabled: true\n"
+                      "http:\n  addr: 127.0.0.1:0\n  secret: mptest-secret\n" + auth_yaml;
+    write_file(r->dir + "/config.yml", cfg);
+    std::string log = r->dir + "/registry.log";
+    if (!r->child.start({"docker-registry", "serve", r->dir + "/config.yml"}, {}, log)) return false;
+    std::regex re("listening on 127\\.0\\.0\\.1:([0-9]+)");
+    double deadline = now_ms() + 20000;
+    while (now_ms() < deadline) {
+        std::smatch m;
+        std::string text = read_file(log);
+        if (std::regex_search(text, m, re)) {
+            r->port = std::atoi(m[1].str().c_str());
+            return true;
+        }
+        sleep_ms(50);
+    }
+    std::fprintf(stderr, "registry log:\n%s\n", read_file(log).c_str());
+    return false;
 }
 
 }  // namespace mptest

@@ -43,4 +43,18 @@ int free_port_range(int count);
 double now_ms();
 void sleep_ms(int ms);
 
+// A real docker-registry on 127.0.0.1 (port chosen by the registry).
+struct Registry {
+    Child child;
+    int port = 0;
+    std::string dir;
+    std::string host() const { return "127.0.0.1:" + std::to_string(port); }
+};
+
+// Starts docker-registry with its storage and log under parent_dir/name and
+// `auth_yaml` (may be "") appended to its config; false if it did not report
+// its port in time (its log is printed then).
+bool start_registry(Registry *r, const std::string &parent_dir, const std::string &name,
+                    const std::string &auth_yaml = "");
+
 }  // namespace mptest

@@ -40,37 +40,7 @@ namespace {
 
 std::string g_dir;
 
-struct RegistryProc {
-    mptest::Child child;
-    int port = 0;
-    std::string dir;
-    std::string host() const { return "127.0.0.1:" + std::to_string(port); }
-};
-
-bool start_registry(RegistryProc *r, const std::string &name) {
-    r->dir = g_dir + "/" + name;
-    mkdir(r->dir.c_str(), 0755);
-    std::string cfg = "version: 0.1\n"
-                      "log:\n  level: info\n"
-                      "storage:\n  filesystem:\n    rootdirectory: " + r->dir + "/data\n  delete:\n    enabled: true\n"
-                      "http:\n  addr: 127.0.0.1:0\n  secret: mptest-secret\n";
-    mptest::write_file(r->dir + "/config.yml", cfg);
-    std::string log = r->dir + "/registry.log";
-    if (!r->child.start({"docker-registry", "serve", r->dir + "/config.yml"}, {}, log)) return false;
-    std::regex re("listening on 127\\.0\\.0\\.1:([0-9]+)");
-    double deadline = mptest::now_ms() + 20000;
-    while (mptest::now_ms() < deadline) {
-        std::smatch m;
-        std::string text = mptest::read_file(log);
-        if (std::regex_search(text, m, re)) {
-            r->port = std::atoi(m[1].str().c_str());
-            return true;
-        }
-        mptest::sleep_ms(50);
-    }
-    std::fprintf(stderr, "registry log:\n%s\n", mptest::read_file(log).c_str());
-    return false;
-}
+using RegistryProc = mptest::Registry;
 
 std::string example_bin() {
     const char *e = std::getenv("MP_EXAMPLE_BIN");
@@ -129,7 +99,7 @@ void test_base_image_same_registry(void **) {
     if (!mptest::have_program("docker-registry")) skip();
     clear_credentials();
     RegistryProc r;
-    assert_true(start_registry(&r, "same"));
+    assert_true(mptest::start_registry(&r, g_dir, "same"));
     Image base = build_base(r);
     assert_string_equal(base.reference.c_str(), (r.host() + "/lib/base:v1").c_str());
     push_image(base, {});
@@ -236,8 +206,8 @@ void test_base_image_other_registry(void **) {
     if (!mptest::have_program("docker-registry")) skip();
     clear_credentials();
     RegistryProc a, b;
-    assert_true(start_registry(&a, "source"));
-    assert_true(start_registry(&b, "target"));
+    assert_true(mptest::start_registry(&a, g_dir, "source"));
+    assert_true(mptest::start_registry(&b, g_dir, "target"));
     Image base = build_base(a);
     push_image(base, {});
     // Built on a base in registry a, pushed to registry b: the base layers
@@ -256,7 +226,7 @@ void test_missing_base_image(void **) {
     if (!mptest::have_program("docker-registry")) skip();
     clear_credentials();
     RegistryProc r;
-    assert_true(start_registry(&r, "missing"));
+    assert_true(mptest::start_registry(&r, g_dir, "missing"));
     std::string ref = r.host() + "/nope:v1";
     try {
         build_on(r.host() + "/team", ref);

@@ -47,38 +47,7 @@ namespace {
 
 std::string g_dir;  // scratch dir for this run
 
-struct RegistryProc {
-    mptest::Child child;
-    int port = 0;
-    std::string dir;
-};
-
-// Starts docker-registry with `auth_yaml` (may be ""); returns false if it
-// did not report its port in time.
-bool start_registry(RegistryProc *r, const std::string &name, const std::string &auth_yaml) {
-    r->dir = g_dir + "/" + name;
-    mkdir(r->dir.c_str(), 0755);
-    std::string cfg = "version: 0.1\n"
-                      "log:\n  level: info\n"
-                      "storage:\n  filesystem:\n    rootdirectory: " + r->dir + "/data\n  delete:\n    enabled: true\n"
-                      "http:\n  addr: 127.0.0.1:0\n  secret: mptest-secret\n" + auth_yaml;
-    mptest::write_file(r->dir + "/config.yml", cfg);
-    std::string log = r->dir + "/registry.log";
-    if (!r->child.start({"docker-registry", "serve", r->dir + "/config.yml"}, {}, log)) return false;
-    std::regex re("listening on 127\\.0\\.0\\.1:([0-9]+)");
-    double deadline = mptest::now_ms() + 20000;
-    while (mptest::now_ms() < deadline) {
-        std::smatch m;
-        std::string text = mptest::read_file(log);
-        if (std::regex_search(text, m, re)) {
-            r->port = std::atoi(m[1].str().c_str());
-            return true;
-        }
-        mptest::sleep_ms(50);
-    }
-    std::fprintf(stderr, "registry log:\n%s\n", mptest::read_file(log).c_str());
-    return false;
-}
+using RegistryProc = mptest::Registry;
 
 std::string example_bin() {
     const char *e = std::getenv("MP_EXAMPLE_BIN");
@@ -129,7 +98,7 @@ void test_push_without_auth(void **) {
     if (!mptest::have_program("docker-registry")) skip();
     clear_credentials();
     RegistryProc r;
-    assert_true(start_registry(&r, "plain", ""));
+    assert_true(mptest::start_registry(&r, g_dir, "plain", ""));
     Image img = build_for(r.port, "team", "v1");
     std::vector<std::string> lines;
     PushResult res = push_image(img, [&](const std::string &l) { lines.push_back(l); });
@@ -170,7 +139,7 @@ void test_push_with_basic_auth(void **) {
     std::string cmd = "htpasswd -Bbn pusher 'correct horse' > " + dir + "/htpasswd";
     assert_int_equal(std::system(cmd.c_str()), 0);
     RegistryProc r;
-    assert_true(start_registry(&r, "basic", "auth:\n  htpasswd:\n    realm: mptest\n    path: " + dir + "/htpasswd\n"));
+    assert_true(mptest::start_registry(&r, g_dir, "basic", "auth:\n  htpasswd:\n    realm: mptest\n    path: " + dir + "/htpasswd\n"));
     Image img = build_for(r.port, "secure", "v1");
 
     clear_credentials();
@@ -351,7 +320,7 @@ void test_push_with_bearer_tokens(void **) {
     TokenServer ts;
     assert_true(ts.start(dir + "/key.pem", dir + "/cert.pem"));
     RegistryProc r;
-    assert_true(start_registry(&r, "bearer",
+    assert_true(mptest::start_registry(&r, g_dir, "bearer",
                                "auth:\n  token:\n    realm: http://127.0.0.1:" + std::to_string(ts.port) +
                                    "/token\n    service: mptest-registry\n    issuer: mptest-issuer\n"
                                    "    rootcertbundle: " + dir + "/cert.pem\n"));
