@@ -88,7 +88,7 @@ LockService::Attempt LockService::try_acquire(const std::string &name, const std
                     ++stats_.acquisitions;
                 }
                 log::debug("lock '" + name + "' created and acquired by '" + owner + "' (token 1)");
-                return {{Outcome::Acquired, {rec, true}}, {}};
+                return {{Outcome::Acquired, {rec, true}}, {}, true};
             }
             continue;  // someone created it first: look again
         }
@@ -130,7 +130,7 @@ LockService::Attempt LockService::try_acquire(const std::string &name, const std
                 else
                     log::debug("lock '" + name + "' acquired by '" + owner + "' (token " + std::to_string(rec.token) +
                                ")");
-                return {{Outcome::Acquired, {rec, true}}, {}};
+                return {{Outcome::Acquired, {rec, true}}, {}, true};
             }
             continue;
         }
@@ -148,7 +148,7 @@ Result LockService::acquire(const std::string &name, const std::string &owner, i
             std::lock_guard<std::mutex> g(mu_);
             if (shutting_down_) return {Outcome::ShuttingDown, {}};
         }
-        return try_acquire(name, owner, ttl_seconds).result;
+        return give_back_if_abandoned(name, owner, try_acquire(name, owner, ttl_seconds), abandoned);
     }
     wait = std::min<std::chrono::milliseconds>(wait, kMaxWait);
     const MonoTime deadline = MonoClock::now() + wait;
@@ -187,6 +187,7 @@ Result LockService::acquire(const std::string &name, const std::string &owner, i
             generation = w->generation;
         }
         Attempt a = try_acquire(name, owner, ttl_seconds);
+        if (a.result.outcome == Outcome::Acquired) return give_back_if_abandoned(name, owner, a, abandoned);
         if (a.result.outcome != Outcome::Conflict) return a.result;
         if (MonoClock::now() >= deadline) return a.result;
         last = a.result;
@@ -197,6 +198,28 @@ Result LockService::acquire(const std::string &name, const std::string &owner, i
         std::unique_lock<std::mutex> lk(mu_);
         w->cv.wait_until(lk, wake_at, [&] { return w->generation != generation || shutting_down_; });
         if (shutting_down_) return {Outcome::ShuttingDown, {}};
+    }
+}
+
+// The requester can hang up between the abandoned() check and the write
+// that made it the holder (a preempted thread, a slow backend). So ask again
+// once the hold is written. If it has gone, nobody will renew or release the
+// hold: give it back now rather than block everyone for a TTL. If it hangs up
+// after this check, it hung up after the grant, and the release the client
+// library sends when it cancels comes later and frees the lock.
+Result LockService::give_back_if_abandoned(const std::string &name, const std::string &owner, const Attempt &a,
+                                           const std::function<bool()> &abandoned) {
+    if (a.result.outcome != Outcome::Acquired || !a.changed_hands || !abandoned || !abandoned()) return a.result;
+    const uint64_t token = a.result.view.record.token;
+    log::info("lock '" + name + "': '" + owner + "' hung up as it was granted the lock (token " +
+              std::to_string(token) + "); released it again");
+    try {
+        Result r = release_hold(name, owner, token);
+        return {Outcome::Conflict, r.view};
+    } catch (const BackendError &e) {
+        // It stays held until its TTL runs out, as if the client had crashed.
+        log::warn("lock '" + name + "': could not release the hold of '" + owner + "', who hung up: " + e.what());
+        return {Outcome::Conflict, a.result.view};
     }
 }
 
@@ -229,6 +252,10 @@ Result LockService::create(const std::string &name, const std::string &owner, in
 }
 
 Result LockService::release(const std::string &name, const std::string &owner) {
+    return release_hold(name, owner, std::nullopt);
+}
+
+Result LockService::release_hold(const std::string &name, const std::string &owner, std::optional<uint64_t> token) {
     for (int attempt = 0; attempt < kMaxCasAttempts; ++attempt) {
         LockRecord cur;
         if (backend_call([&] { return backend_.get(name, &cur); }) == StoreResult::NotFound) {
@@ -237,7 +264,7 @@ Result LockService::release(const std::string &name, const std::string &owner) {
         }
         const MonoTime seen = observe(cur);
         if (cur.owner.empty()) return {Outcome::Released, {cur, false}};  // already free: idempotent
-        if (cur.owner != owner) return {Outcome::Conflict, {cur, held_now(cur, seen)}};
+        if (cur.owner != owner || (token && cur.token != *token)) return {Outcome::Conflict, {cur, held_now(cur, seen)}};
 
         // Clear the holder but keep the record: its token counter must survive.
         LockRecord rec = cur;

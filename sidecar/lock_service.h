@@ -21,6 +21,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -77,8 +78,10 @@ public:
     // (renewal keeps the token). With wait > 0, block until acquired, the wait
     // is over (then Conflict), or shutdown (ShuttingDown). `abandoned`, if
     // given, is asked after every wake-up whether the requester has gone away
-    // (then Conflict is returned without acquiring, so a lock is never handed
-    // to a client that is no longer listening). Throws BackendError.
+    // (then Conflict is returned without acquiring), and again after a new
+    // hold is written (if the requester has gone by then, the hold is released
+    // again), so a lock is never left to a client that is no longer listening.
+    // Throws BackendError.
     Result acquire(const std::string &name, const std::string &owner, int ttl_seconds,
                    std::chrono::milliseconds wait, const std::function<bool()> &abandoned = {});
     // Create the lock held by `owner`; Conflict if a record exists (even a free one).
@@ -119,10 +122,15 @@ private:
     };
     struct Attempt {
         Result result;
-        MonoTime expires_at;  // for Conflict: when the holder's record would expire
+        MonoTime expires_at;         // for Conflict: when the holder's record would expire
+        bool changed_hands = false;  // for Acquired: a new holder (token moved on), not a renewal
     };
 
     Attempt try_acquire(const std::string &name, const std::string &owner, int ttl_seconds);
+    Result give_back_if_abandoned(const std::string &name, const std::string &owner, const Attempt &a,
+                                  const std::function<bool()> &abandoned);
+    // release(); with `token`, only that hold is released (not a later one of the same owner).
+    Result release_hold(const std::string &name, const std::string &owner, std::optional<uint64_t> token);
     MonoTime observe(const LockRecord &rec);
     // Record a write made by this sidecar (observed version, lock tracking).
     void wrote(const LockRecord &rec);
