@@ -2,7 +2,11 @@
  * containerize.c: a program that packages itself as a container image and
  * runs replicas of itself.
  *
- *   ./containerize [port [replicas]]     (defaults: 8080, 2)
+ *   ./containerize [port [replicas]] [--repository REPO [--publish]]
+ *
+ * (defaults: port 8080, 2 replicas). With --publish the image is pushed to
+ * REPO (e.g. registry.example.com/team) and the engine pulls it from there;
+ * otherwise it is loaded into the engine directly.
  *
  * Outside a container, mp_containerize builds an image of this very program
  * (executable + shared libraries, no Dockerfile, no daemon), loads it into
@@ -87,12 +91,42 @@ static int serve(void *user_data) {
     return 0;
 }
 
-int main(int argc, char **argv) {
-    struct config cfg = {argc > 1 ? atoi(argv[1]) : 8080};
-    int replicas = argc > 2 ? atoi(argv[2]) : 2;
+static int usage(const char *prog) {
+    fprintf(stderr, "usage: %s [port [replicas]] [--repository REPO [--publish]]\n", prog);
+    return 2;
+}
 
-    char options[256];
-    snprintf(options, sizeof options, "{\"ports\": [%d], \"replicas\": %d}", cfg.port, replicas);
+int main(int argc, char **argv) {
+    struct config cfg = {8080};
+    int replicas = 2, positional = 0, publish = 0;
+    const char *repository = NULL;
+    for (int i = 1; i < argc; ++i) {
+        if (strcmp(argv[i], "--publish") == 0) {
+            publish = 1;
+        } else if (strcmp(argv[i], "--repository") == 0 && i + 1 < argc) {
+            repository = argv[++i];
+        } else if (argv[i][0] != '-' && positional < 2) {
+            if (positional++ == 0)
+                cfg.port = atoi(argv[i]);
+            else
+                replicas = atoi(argv[i]);
+        } else {
+            return usage(argv[0]);
+        }
+    }
+    /* A repository is a registry host and path: no JSON quoting needed, but
+     * refuse what would break the options string. */
+    if (repository && strpbrk(repository, "\"\\") != NULL) return usage(argv[0]);
+
+    char options[1024];
+    int n;
+    if (repository)
+        n = snprintf(options, sizeof options, "{\"ports\": [%d], \"replicas\": %d, \"repository\": \"%s\", \"publish\": %s}",
+                     cfg.port, replicas, repository, publish ? "true" : "false");
+    else
+        n = snprintf(options, sizeof options, "{\"ports\": [%d], \"replicas\": %d, \"publish\": %s}", cfg.port,
+                     replicas, publish ? "true" : "false");
+    if (n < 0 || (size_t)n >= sizeof options) return usage(argv[0]);
 
     int exit_code = 0;
     int rc = mp_containerize(options, serve, &cfg, &exit_code);

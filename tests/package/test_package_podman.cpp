@@ -7,7 +7,8 @@
 //
 // Engine settings (SPEC section 8): runtime runc, cgroup_manager cgroupfs,
 // explicit default_ulimits, events to a file, the vfs storage driver (no
-// overlay mounts to leave behind).
+// overlay mounts to leave behind). A docker-registry on 127.0.0.1, which this
+// Podman may pull from over plain HTTP, receives the published image.
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -16,7 +17,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <regex>
 #include <string>
+#include <vector>
 
 #include "common/error.h"
 #include "http/client.h"
@@ -36,6 +39,7 @@ namespace {
 
 std::string g_dir, g_sock;
 mptest::Child *g_podman = nullptr;
+mptest::Registry *g_registry = nullptr;  // null when docker-registry is not installed
 const char *kName = "package-example-c";  // the example binary's sanitized name
 
 std::string example_bin() {
@@ -93,6 +97,16 @@ int setup(void **) {
     }
     g_dir = mptest::make_temp_dir("mp-podman-");  // short: the socket path must fit in 108 bytes
     std::string d = g_dir;
+    std::string registries = "unqualified-search-registries = []\n";
+    if (mptest::have_program("docker-registry")) {
+        g_registry = new mptest::Registry();
+        if (!mptest::start_registry(g_registry, d, "registry")) return -1;
+        registries += "[[registry]]\nlocation = \"" + g_registry->host() + "\"\ninsecure = true\n";
+    } else {
+        std::fprintf(stderr, "docker-registry is not installed (apt-get install docker-registry): "
+                             "the publish test will skip\n");
+    }
+    mptest::write_file(d + "/registries.conf", registries);
     mptest::write_file(d + "/containers.conf",
                        "[containers]\n"
                        "default_ulimits = [\"nofile=4096:4096\", \"nproc=4096:4096\"]\n"
@@ -112,7 +126,8 @@ int setup(void **) {
     g_sock = d + "/podman.sock";
     g_podman = new mptest::Child();
     bool ok = g_podman->start({"podman", "system", "service", "--time=0", "unix://" + g_sock},
-                              {"CONTAINERS_CONF=" + d + "/containers.conf", "CONTAINERS_STORAGE_CONF=" + d + "/storage.conf"},
+                              {"CONTAINERS_CONF=" + d + "/containers.conf", "CONTAINERS_STORAGE_CONF=" + d + "/storage.conf",
+                               "CONTAINERS_REGISTRIES_CONF=" + d + "/registries.conf"},
                               d + "/podman.log");
     if (!ok) return -1;
     for (int i = 0; i < 200; ++i) {
@@ -137,14 +152,23 @@ int teardown(void **) {
         delete g_podman;
         g_podman = nullptr;
     }
+    if (g_registry) {
+        g_registry->child.signal(SIGTERM);
+        if (g_registry->child.wait(10000) == -1) g_registry->child.kill_and_wait();
+        delete g_registry;
+        g_registry = nullptr;
+    }
     if (!g_dir.empty()) mptest::remove_tree(g_dir);
     return 0;
 }
 
 // Starts the example with `replicas` and waits until every replica said
 // hello through the streamed, prefixed logs.
-bool start_example(mptest::Child *c, int port, int replicas, std::string *seen) {
-    if (!c->start({example_bin(), std::to_string(port), std::to_string(replicas)}, {"DOCKER_HOST=unix://" + g_sock, "METAPARTICLE_CACHE_DIR=" + g_dir + "/cache"}))
+bool start_example(mptest::Child *c, int port, int replicas, std::string *seen,
+                   const std::vector<std::string> &extra_args = {}) {
+    std::vector<std::string> argv = {example_bin(), std::to_string(port), std::to_string(replicas)};
+    argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+    if (!c->start(argv, {"DOCKER_HOST=unix://" + g_sock, "METAPARTICLE_CACHE_DIR=" + g_dir + "/cache"}))
         return false;
     for (int i = 0; i < replicas; ++i) {
         // Lines of the replicas interleave: look for each in what was seen so far.
@@ -214,6 +238,41 @@ void test_leftovers_of_a_killed_run_are_replaced(void **) {
     assert_int_equal(count_our_containers(), 0);
 }
 
+// The whole publish path: build, push to the registry, and the engine pulls
+// the image from there (nothing is loaded into it directly).
+void test_publish_then_run_from_the_registry(void **) {
+    if (!g_podman) skip();
+    if (!g_registry) skip();
+    int port = mptest::free_port_range(1);
+    std::string repo = g_registry->host() + "/team";
+    mptest::Child ex;
+    std::string seen;
+    assert_true(start_example(&ex, port, 1, &seen, {"--repository", repo, "--publish"}));
+    assert_string_equal(http_get(port).c_str(), (std::string("hello from ") + kName + "-0\n").c_str());
+    ex.signal(SIGTERM);  // tears down like Ctrl-C
+    int st = ex.wait(120000);
+    ex.drain(2000);
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_int_equal(count_our_containers(), 0);
+
+    const std::string ref = repo + "/" + kName + ":latest";
+    assert_non_null(std::strstr(ex.err_buf.c_str(), ("pulling " + ref).c_str()));
+    // The registry serves the manifest the example says it pushed.
+    std::smatch m;
+    std::regex pushed("manifest (sha256:[0-9a-f]{64}) -> " + std::regex_replace(ref, std::regex("[.:/]"), "\\$&"));
+    if (!std::regex_search(ex.err_buf, m, pushed)) fail_msg("no pushed manifest digest in:\n%s", ex.err_buf.c_str());
+    mp::http::Client c;
+    mp::http::Request r;
+    r.method = "HEAD";
+    r.url = "http://" + g_registry->host() + "/v2/team/" + kName + "/manifests/latest";
+    r.headers.push_back("Accept: application/vnd.oci.image.manifest.v1+json");
+    r.timeout_ms = 10000;
+    auto resp = c.request(r);
+    assert_int_equal(resp.status, 200);
+    assert_string_equal(resp.header("docker-content-digest").c_str(), m[1].str().c_str());
+}
+
 void test_unreachable_engine_says_what_to_do(void **) {
     mptest::Child ex;
     std::string sock = (g_dir.empty() ? std::string("/tmp") : g_dir) + "/no-such.sock";
@@ -239,6 +298,7 @@ int main() {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_two_replicas_stream_and_teardown),
         cmocka_unit_test(test_leftovers_of_a_killed_run_are_replaced),
+        cmocka_unit_test(test_publish_then_run_from_the_registry),
         cmocka_unit_test(test_unreachable_engine_says_what_to_do),
     };
     return cmocka_run_group_tests_name("package_podman", tests, setup, teardown);
