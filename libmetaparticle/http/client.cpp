@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <mutex>
 
@@ -58,6 +59,43 @@ int on_progress(void *userdata, curl_off_t, curl_off_t, curl_off_t, curl_off_t) 
     return (t->req->cancel && t->req->cancel->load()) ? 1 : 0;
 }
 
+// How often a cancelable transfer looks at its cancel flag while it waits for
+// the socket. curl_easy_perform() would only call the progress callback about
+// once a second, so a cancel (Ctrl-C, Dispose, a CancellationToken) took up
+// to a second; this bounds it. A waiting long-poll costs 20 wake-ups a second.
+constexpr int kCancelPollMs = 50;
+
+// curl_easy_perform(), run through the Client's own multi handle so that a
+// wait can be cut short by `cancel`. Removing the unfinished transfer closes
+// its connection, which is how the server learns the client gave up.
+CURLcode perform(CURL *c, CURLM *m, const std::atomic<bool> *cancel) {
+    if (curl_multi_add_handle(m, c) != CURLM_OK) return CURLE_FAILED_INIT;
+    CURLcode rc = CURLE_OK;
+    for (;;) {
+        int running = 0;
+        if (curl_multi_perform(m, &running) != CURLM_OK) {
+            rc = CURLE_FAILED_INIT;
+            break;
+        }
+        if (running == 0) {
+            int left = 0;
+            while (CURLMsg *msg = curl_multi_info_read(m, &left))
+                if (msg->msg == CURLMSG_DONE && msg->easy_handle == c) rc = msg->data.result;
+            break;
+        }
+        if (cancel && cancel->load()) {
+            rc = CURLE_ABORTED_BY_CALLBACK;
+            break;
+        }
+        if (curl_multi_poll(m, nullptr, 0, cancel ? kCancelPollMs : 1000, nullptr) != CURLM_OK) {
+            rc = CURLE_FAILED_INIT;
+            break;
+        }
+    }
+    curl_multi_remove_handle(m, c);
+    return rc;
+}
+
 }  // namespace
 
 std::string Response::header(const std::string &lower_name) const {
@@ -71,10 +109,20 @@ bool TransportError::connection_refused() const { return curl_code_ == CURLE_COU
 Client::Client() {
     global_init();
     curl_ = curl_easy_init();
-    if (!curl_) throw std::bad_alloc();
+    multi_ = curl_multi_init();
+    if (!curl_ || !multi_) {
+        if (curl_) curl_easy_cleanup(static_cast<CURL *>(curl_));
+        if (multi_) curl_multi_cleanup(static_cast<CURLM *>(multi_));
+        throw std::bad_alloc();
+    }
 }
 
-Client::~Client() { curl_easy_cleanup(static_cast<CURL *>(curl_)); }
+Client::~Client() {
+    // The multi handle owns the connection cache; the easy handle was removed
+    // from it at the end of each request.
+    curl_multi_cleanup(static_cast<CURLM *>(multi_));
+    curl_easy_cleanup(static_cast<CURL *>(curl_));
+}
 
 void Client::set_tls(const Tls &tls) { tls_ = tls; }
 void Client::set_bearer_token(const std::string &token) { bearer_ = token; }
@@ -159,14 +207,14 @@ Response Client::request(const Request &req) {
     char errbuf[CURL_ERROR_SIZE] = {0};
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
 
-    CURLcode rc = curl_easy_perform(c);
+    CURLcode rc = perform(c, static_cast<CURLM *>(multi_), req.cancel);
     curl_slist_free_all(hdrs);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp.status);
 
     if (rc == CURLE_WRITE_ERROR && resp.stopped_by_callback) return resp;
     if (rc == CURLE_ABORTED_BY_CALLBACK) throw Error(MP_ECANCELED, "request canceled");
     if (rc != CURLE_OK) {
-        std::string detail = errbuf[0] ? errbuf : curl_easy_strerror(rc);
+        std::string detail = rc != CURLE_FAILED_INIT && errbuf[0] ? errbuf : curl_easy_strerror(rc);
         int code = rc == CURLE_OPERATION_TIMEDOUT ? MP_ETIMEOUT : MP_ERROR;
         throw TransportError(code, req.method + " " + req.url + ": " + detail, rc);
     }

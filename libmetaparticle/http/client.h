@@ -78,7 +78,8 @@ public:
     Response request(const Request &req);
 
 private:
-    void *curl_;  // CURL*
+    void *curl_;   // CURL*
+    void *multi_;  // CURLM*: runs the transfers (cancelable waits) and keeps the connections
     Tls tls_;
     std::string bearer_;
     std::string basic_user_, basic_password_;
