@@ -1,6 +1,7 @@
 #include "http/client.h"
 
 #include <curl/curl.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <atomic>
@@ -57,6 +58,15 @@ size_t on_header(char *ptr, size_t size, size_t nmemb, void *userdata) {
 int on_progress(void *userdata, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
     auto *t = static_cast<Transfer *>(userdata);
     return (t->req->cancel && t->req->cancel->load()) ? 1 : 0;
+}
+
+// Every socket libcurl opens for us is close-on-exec. Otherwise a program
+// that starts a child process (any binding's subprocess API, our exec
+// credential plugins) while a request is open hands the connection to the
+// child, which keeps it open after we close it: the sidecar would never see
+// a canceled long-poll hang up and could grant the lock to nobody.
+curl_socket_t open_cloexec_socket(void *, curlsocktype, struct curl_sockaddr *addr) {
+    return socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
 }
 
 // How often a cancelable transfer looks at its cancel flag while it waits for
@@ -150,6 +160,7 @@ Response Client::request(const Request &req) {
     curl_easy_setopt(c, CURLOPT_XFERINFODATA, &t);
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, req.cancel ? 0L : 1L);
     curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_cloexec_socket);
     if (req.timeout_ms > 0) curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, req.timeout_ms);
     if (req.connect_timeout_ms > 0) curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, req.connect_timeout_ms);
     if (!unix_socket_.empty()) curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, unix_socket_.c_str());

@@ -9,6 +9,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -216,6 +217,20 @@ static void test_release_hands_over_to_waiter(void **state) {
     mp_lock_free(b);
 }
 
+struct canceler {
+    mp_lock *lock;
+    atomic_int done;
+    int rc;
+};
+
+/* Blocks in mp_lock_acquire (no timeout) until canceled; sets done. */
+static void *waiter_in_thread(void *arg) {
+    struct canceler *c = arg;
+    c->rc = mp_lock_acquire(c->lock, -1);
+    atomic_store(&c->done, 1);
+    return NULL;
+}
+
 static void *cancel_after(void *arg) {
     sleep_ms(300);
     mp_lock_cancel((mp_lock *)arg);
@@ -234,6 +249,39 @@ static void test_cancel_blocking_acquire(void **state) {
     int held = 1;
     mp_lock_is_held(b, &held);
     assert_int_equal(held, 0);
+    mp_lock_free(a);
+    mp_lock_free(b);
+}
+
+/* A child process started while a long-poll is open must not keep its
+ * connection alive: after a cancel, the sidecar has to see the waiter hang
+ * up, or it grants the lock to nobody when the holder releases. (libcurl's
+ * sockets are inherited across fork/exec unless made close-on-exec; a
+ * binding's subprocess call is enough to trigger it.) */
+static void test_child_process_does_not_inherit_a_wait(void **state) {
+    (void)state;
+    mp_lock *a = new_lock(g_sidecar.url, "inherit", "a/1", 0, NULL, NULL);
+    mp_lock *b = new_lock(g_sidecar.url, "inherit", "b/2", 0, NULL, NULL);
+    assert_int_equal(mp_lock_acquire(a, 2000), MP_OK);
+    struct canceler c = {b, 0, 0};
+    pthread_t t;
+    pthread_create(&t, NULL, waiter_in_thread, &c);
+    sleep_ms(300); /* b's long-poll is now open */
+    pid_t child;
+    char *argv[] = {"sleep", "30", NULL};
+    assert_int_equal(posix_spawnp(&child, "sleep", NULL, NULL, argv, environ), 0);
+    while (!atomic_load(&c.done)) {
+        mp_lock_cancel(b);
+        sleep_ms(20);
+    }
+    pthread_join(t, NULL);
+    int released = mp_lock_release(a);
+    int retaken = mp_lock_try_acquire(a);
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+    assert_int_equal(c.rc, MP_ECANCELED);
+    assert_int_equal(released, MP_OK);
+    assert_int_equal(retaken, MP_OK); /* not handed to b, which gave up */
     mp_lock_free(a);
     mp_lock_free(b);
 }
@@ -563,10 +611,6 @@ static void test_election_contends_again_after_loss(void **state) {
 
 /* Repeating a cancel until the acquire returns (the bindings' pattern)
  * leaves no stale state: the next acquire waits normally. */
-struct canceler {
-    mp_lock *lock;
-    atomic_int done;
-};
 
 static void *cancel_until_done(void *arg) {
     struct canceler *c = arg;
@@ -583,7 +627,7 @@ static void test_repeated_cancel_leaves_no_stale_state(void **state) {
     mp_lock *b = new_lock(g_sidecar.url, "cancel-repeat", "b/2", 0, NULL, NULL);
     assert_int_equal(mp_lock_acquire(a, 2000), MP_OK);
     for (int i = 0; i < 5; i++) {
-        struct canceler c = {b, 0};
+        struct canceler c = {b, 0, 0};
         pthread_t t;
         pthread_create(&t, NULL, cancel_until_done, &c);
         int rc = mp_lock_acquire(b, 20000);
@@ -608,6 +652,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_default_owner_is_host_and_pid, teardown_test),
         cmocka_unit_test_teardown(test_release_hands_over_to_waiter, teardown_test),
         cmocka_unit_test_teardown(test_cancel_blocking_acquire, teardown_test),
+        cmocka_unit_test_teardown(test_child_process_does_not_inherit_a_wait, teardown_test),
         cmocka_unit_test_teardown(test_async_lock_calls_on_acquired, teardown_test),
         cmocka_unit_test_teardown(test_contention_between_processes, teardown_test),
         cmocka_unit_test_teardown(test_loss_when_sidecar_killed, teardown_test),
