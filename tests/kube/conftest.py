@@ -3,149 +3,30 @@
 The API server comes from tests/fakes/kubefake.kube_env: a real cluster when
 MP_TEST_KUBECONFIG names a kubeconfig, else the fake API server (TLS + bearer
 token). Each test gets a fresh namespace, removed at the end. The sidecar
-binary comes from $MP_SIDECAR_BIN (ctest sets it). Standard library only
-(+ kubefake).
+process comes from tests/common/mp_sidecar.py (shared with the protocol
+suite); its binary from $MP_SIDECAR_BIN (ctest sets it). Standard library only
+(+ kubefake, mp_sidecar).
 """
 import datetime
-import http.client
-import json
 import os
 import re
-import select
-import signal
-import subprocess
 import sys
-import tempfile
-import time
 
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fakes"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
 import kubefake  # noqa: E402
+from mp_sidecar import Sidecar  # noqa: E402
 
-STARTUP_RE = re.compile(r"^mp-sidecar listening on http://127\.0\.0\.1:(\d+) \(backend: .+\)$")
 MICROTIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/locks.metaparticle.io"
-
-
-def sidecar_binary():
-    path = os.environ.get("MP_SIDECAR_BIN")
-    if not path:
-        pytest.fail("set MP_SIDECAR_BIN to the mp-sidecar binary (ctest does this)", pytrace=False)
-    if not os.access(path, os.X_OK):
-        pytest.fail(f"MP_SIDECAR_BIN={path} is not an executable file", pytrace=False)
-    return path
 
 
 def microtime(offset_seconds=0.0):
     """Kubernetes MicroTime (RFC 3339, 6 fractional digits, UTC), now + offset."""
     t = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=offset_seconds)
     return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-class Response:
-    def __init__(self, status, body):
-        self.status = status
-        self.body = body
-
-    def json(self):
-        return json.loads(self.body.decode("utf-8"))
-
-    def __repr__(self):
-        return f"<Response {self.status} {self.body[:300]!r}>"
-
-
-class Sidecar:
-    """An mp-sidecar process. spawn() does not wait; wait_started() reads the startup line."""
-
-    def __init__(self, args):
-        self.args = [sidecar_binary(), "--listen", "127.0.0.1:0", *args]
-        self.stderr = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=self.stderr)
-        self.port = None
-
-    def wait_started(self, timeout=60):
-        deadline = time.monotonic() + timeout
-        buf = b""
-        fd = self.proc.stdout.fileno()
-        while not buf.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self.kill()
-                raise AssertionError(f"mp-sidecar printed no startup line in {timeout} s; stderr: {self.stderr_text()}")
-            ready, _, _ = select.select([fd], [], [], left)
-            if ready:
-                chunk = os.read(fd, 4096)
-                if not chunk:
-                    code = self.proc.wait(timeout=10)
-                    raise AssertionError(f"mp-sidecar exited ({code}) before listening; stderr: {self.stderr_text()}")
-                buf += chunk
-        line = buf.decode().strip()
-        m = STARTUP_RE.match(line)
-        if not m:
-            self.kill()
-            raise AssertionError(f"unexpected startup line {line!r}; stderr: {self.stderr_text()}")
-        self.port = int(m.group(1))
-        return self
-
-    def wait_exit(self, timeout=60):
-        """For sidecars expected to fail at startup: (exit code, stderr)."""
-        try:
-            code = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(f"mp-sidecar did not exit within {timeout} s; stderr: {self.stderr_text()}")
-        return code, self.stderr_text()
-
-    def stderr_text(self):
-        self.stderr.seek(0)
-        return self.stderr.read().decode(errors="replace")
-
-    def request(self, method, path, body=None, timeout=60):
-        if isinstance(body, (dict, list)):
-            body = json.dumps(body).encode()
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            conn.request(method, path, body=body)
-            r = conn.getresponse()
-            return Response(r.status, r.read())
-        finally:
-            conn.close()
-
-    def acquire(self, name, owner, ttl=None, wait=None, timeout=60):
-        body = {"owner": owner}
-        if ttl is not None:
-            body["ttlSeconds"] = ttl
-        path = f"/locks/{name}" + (f"?wait={wait}" if wait is not None else "")
-        return self.request("PUT", path, body=body, timeout=timeout)
-
-    def release(self, name, owner):
-        return self.request("DELETE", f"/locks/{name}?owner={owner}")
-
-    def metric(self, key):
-        r = self.request("GET", "/metrics")
-        assert r.status == 200, r
-        for line in r.body.decode().splitlines():
-            if line.startswith(key + " "):
-                return float(line.rsplit(" ", 1)[1])
-        return None
-
-    def wait_metric(self, key, value, timeout=15):
-        deadline = time.monotonic() + timeout
-        while self.metric(key) != value:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"metric {key} did not reach {value} within {timeout} s")
-            time.sleep(0.02)
-
-    def terminate(self, timeout=20):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=timeout)
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 class Store:
@@ -240,14 +121,8 @@ def sidecars(kube, backend):
     yield spawn
     problems = []
     for sc in started:
-        if sc.proc.poll() is not None:
-            continue
-        try:
-            code = sc.terminate()
-        except subprocess.TimeoutExpired:
-            sc.kill()
-            problems.append(f"mp-sidecar did not exit within 20 s of SIGTERM; stderr: {sc.stderr_text()}")
-            continue
-        if code != 0:
-            problems.append(f"mp-sidecar exited with {code}; stderr: {sc.stderr_text()}")
+        if sc.proc.poll() is None:
+            problem = sc.stop()
+            if problem:
+                problems.append(problem)
     assert not problems, "\n".join(problems)

@@ -220,7 +220,7 @@ def test_watch_wakes_a_waiter_on_the_other_sidecar(sidecars):
     b = sidecars(identity="sidecar-b")
     assert a.acquire("delta", "holder", ttl=60).status == 200
     t, result = acquire_in_thread(b, "delta", "waiter", ttl=10, wait=40)
-    b.wait_metric("mp_sidecar_waiters", 1)
+    b.wait_for_metric("mp_sidecar_waiters", 1)
     time.sleep(0.3)
     released_at = time.monotonic()
     assert a.release("delta", "holder").status == 200
@@ -240,7 +240,7 @@ def test_watch_expired_410_relists_and_still_wakes(sidecars, kube):
     b = sidecars(identity="sidecar-b")
     assert a.acquire("epsilon", "holder", ttl=60).status == 200
     t, result = acquire_in_thread(b, "epsilon", "waiter", ttl=10, wait=40)
-    b.wait_metric("mp_sidecar_waiters", 1)
+    b.wait_for_metric("mp_sidecar_waiters", 1)
 
     # Changes the sidecars do not watch move the resourceVersion past theirs;
     # the compaction then makes their versions too old: their watches are
