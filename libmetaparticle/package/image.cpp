@@ -182,6 +182,17 @@ void disk_cache_put(const std::string &dir, const std::string &key, const Layer 
     }
 }
 
+// Directories whose contents come from the system's packages (or another
+// installer), not from the app being developed.
+bool in_system_directory(const std::string &path) {
+    static const char *const kSystemDirs[] = {"/usr/", "/lib/", "/lib64/", "/lib32/", "/libx32/", "/bin/",
+                                              "/sbin/", "/opt/", "/etc/", "/nix/store/", "/snap/"};
+    const std::string p = normalize_path(path);
+    for (const char *dir : kSystemDirs)
+        if (p.rfind(dir, 0) == 0) return true;
+    return false;
+}
+
 Layer make_layer(const Rootfs &fs, const std::string &description, int64_t mtime, const BuildSettings &s,
                  const std::function<bool(const std::string &)> &skip) {
     if (!s.use_cache) return build_layer(fs, description, mtime, s, skip);
@@ -325,21 +336,30 @@ Image build_image(const Options &o, const BuildSettings &s) {
     }
     const int64_t mtime = source_date_epoch();
 
-    // --- app layer: the command, included paths, copied files.
-    Rootfs app;
+    // --- above the runtime layer: the command, included paths, copied files,
+    // in two layers by how often they change. Paths in system directories
+    // (an interpreter, its standard library, the .NET runtime) change with
+    // package upgrades; the app's own files change with every edit. Kept
+    // apart, an edit recompresses and uploads only the app's layer.
+    Rootfs system_files, app;
     std::vector<std::pair<std::string, bool>> elf_candidates;  // path, explicit
-    app.set_file_hook([&](const std::string &image_path, const std::string &host_path, bool explicit_path) {
+    auto elf_hook = [&](const std::string &image_path, const std::string &host_path, bool explicit_path) {
         // Only same-path files can be resolved like the loader will see them.
         if (image_path == host_path && is_elf_file(host_path)) elf_candidates.push_back({host_path, explicit_path});
-    });
+    };
+    system_files.set_file_hook(elf_hook);
+    app.set_file_hook(elf_hook);
+    auto add_same_path = [&](const std::string &path, const std::string &what) {
+        (in_system_directory(path) ? system_files : app).add_same_path(path, what);
+    };
     struct stat st;
     if (::stat(o.command[0].c_str(), &st) == 0) {
-        app.add_same_path(o.command[0], "the command");
+        add_same_path(o.command[0], "the command");
     } else {
         throw Error(MP_EINVAL, "containerize: the command " + o.command[0] +
                                    " does not exist on this machine, so it cannot be put in the image; check \"command\"");
     }
-    for (const auto &inc : o.include) app.add_same_path(inc, "\"include\" path");
+    for (const auto &inc : o.include) add_same_path(inc, "\"include\" path");
     for (size_t i = 0; i < o.files.size(); ++i)
         app.add_copy(o.files[i].src, o.files[i].dest, "\"files[" + std::to_string(i) + "].src\"");
     if (o.working_dir != "/") app.add_directory(o.working_dir, 0755);
@@ -372,9 +392,10 @@ Image build_image(const Options &o, const BuildSettings &s) {
         }
     }
     for (const auto &lib : closure.files())
-        if (!app.contains(lib)) runtime.add_same_path(lib, "shared library");
+        if (!app.contains(lib) && !system_files.contains(lib)) runtime.add_same_path(lib, "shared library");
 
     img.warnings = closure.warnings();
+    for (const auto &w : system_files.warnings()) img.warnings.push_back(w);
     for (const auto &w : app.warnings()) img.warnings.push_back(w);
     for (const auto &w : runtime.warnings()) img.warnings.push_back(w);
 
@@ -382,15 +403,25 @@ Image build_image(const Options &o, const BuildSettings &s) {
     // program's library closure comes from this host, not from the base.
     if (base) img.layers = base->layers;
     img.layers.push_back(make_layer(runtime, "runtime", mtime, s, {}));
-    // The app layer leaves out what the runtime layer already has (a
-    // directory both need, a library that was also included).
-    auto in_runtime = [&](const std::string &p) {
-        auto it = runtime.entries().find(p);
-        if (it == runtime.entries().end()) return false;
-        auto mine = app.entries().find(p);
-        return mine != app.entries().end() && mine->second.type == it->second.type;
+    // A layer leaves out what a layer below already has (a directory both
+    // need, a library that was also included). Empty layers are left out.
+    std::vector<const Rootfs *> below = {&runtime};
+    auto provided_below = [&](const Rootfs &fs) {
+        return [&below, &fs](const std::string &p) {
+            auto mine = fs.entries().find(p);
+            for (const Rootfs *lower : below) {
+                auto it = lower->entries().find(p);
+                if (it != lower->entries().end() && mine != fs.entries().end() && mine->second.type == it->second.type)
+                    return true;
+            }
+            return false;
+        };
     };
-    img.layers.push_back(make_layer(app, "app", mtime, s, in_runtime));
+    for (auto [fs, description] : {std::pair<const Rootfs *, const char *>{&system_files, "system"}, {&app, "app"}}) {
+        if (fs->entries().empty()) continue;
+        img.layers.push_back(make_layer(*fs, description, mtime, s, provided_below(*fs)));
+        below.push_back(fs);
+    }
 
     // --- config.
     // Environment: the base's, then ours (ours win), then "env" (wins).

@@ -9,8 +9,13 @@
 //   1. runtime: the ELF interpreter and shared-library closure, the /etc
 //      files a program commonly needs (passwd, group, nsswitch.conf, CA
 //      certificates) and /tmp;
-//   2. app: the command's executable, "include" paths (same absolute path as
-//      on the host) and "files" (src -> dest).
+//   2. system: the command and "include" paths (same absolute path as on
+//      the host) that lie in system directories (/usr, /opt, /etc, ...):
+//      an interpreter, its standard library, a framework; changes rarely;
+//   3. app: the other "include" paths (the app's own files and its
+//      dependencies) and "files" (src -> dest).
+// An empty layer is left out (a native program outside /usr has no system
+// layer).
 #pragma once
 
 #include <cstdint>
