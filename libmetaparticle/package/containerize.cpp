@@ -77,6 +77,7 @@ int containerize(const std::string &options_json, const std::function<int()> &ma
     };
     if (o.dry_run) {
         BuildSettings s;
+        s.cache_dir = default_layer_cache_dir();
         Image img = build_image(o, s);
         for (const auto &w : img.warnings) log("warning: " + w);
         auto out = render_all(o, img);
@@ -112,7 +113,10 @@ int containerize(const std::string &options_json, const std::function<int()> &ma
 
 std::string containerize_render(const std::string &options_json) {
     Options o = parse_options(options_json);
-    Image img = build_image(o, BuildSettings{});
+    // The digests need the layers; those of earlier runs come from the cache.
+    BuildSettings s;
+    s.cache_dir = default_layer_cache_dir();
+    Image img = build_image(o, s);
     auto out = render_all(o, img);
     if (!img.warnings.empty()) {
         auto w = json::array();
