@@ -8,6 +8,7 @@
 #include <sys/utsname.h>
 
 #include <algorithm>
+#include <cstring>
 #include <cerrno>
 #include <cstdlib>
 #include <fstream>
@@ -190,6 +191,18 @@ bool in_system_directory(const std::string &path) {
     const std::string p = normalize_path(path);
     for (const char *dir : kSystemDirs)
         if (p.rfind(dir, 0) == 0) return true;
+    return false;
+}
+
+// A file of a package the app depends on, installed by npm or pip: under a
+// node_modules, site-packages or dist-packages directory.
+bool is_dependency_path(const std::string &path) {
+    for (const char *dir : {"/node_modules", "/site-packages", "/dist-packages"}) {
+        for (size_t at = path.find(dir); at != std::string::npos; at = path.find(dir, at + 1)) {
+            size_t end = at + std::strlen(dir);
+            if (end == path.size() || path[end] == '/') return true;
+        }
+    }
     return false;
 }
 
@@ -417,7 +430,12 @@ Image build_image(const Options &o, const BuildSettings &s) {
             return false;
         };
     };
-    for (auto [fs, description] : {std::pair<const Rootfs *, const char *>{&system_files, "system"}, {&app, "app"}}) {
+    // The app's dependencies (node_modules, site-packages) change less often
+    // than its own code: a layer of their own, below the app's.
+    Rootfs dependencies = app.extract(is_dependency_path);
+    for (auto [fs, description] : {std::pair<const Rootfs *, const char *>{&system_files, "system"},
+                                   {&dependencies, "dependencies"},
+                                   {&app, "app"}}) {
         if (fs->entries().empty()) continue;
         img.layers.push_back(make_layer(*fs, description, mtime, s, provided_below(*fs)));
         below.push_back(fs);

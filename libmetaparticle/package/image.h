@@ -12,8 +12,10 @@
 //   2. system: the command and "include" paths (same absolute path as on
 //      the host) that lie in system directories (/usr, /opt, /etc, ...):
 //      an interpreter, its standard library, a framework; changes rarely;
-//   3. app: the other "include" paths (the app's own files and its
-//      dependencies) and "files" (src -> dest).
+//   3. dependencies: what of the rest lies under node_modules,
+//      site-packages or dist-packages (the packages npm or pip installed);
+//   4. app: everything else of the "include" paths (the app's own files)
+//      and "files" (src -> dest).
 // An empty layer is left out (a native program outside /usr has no system
 // layer).
 #pragma once

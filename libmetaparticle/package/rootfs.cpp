@@ -63,6 +63,19 @@ std::string normalize_path(const std::string &path) {
     return s.empty() ? "/" : s;
 }
 
+Rootfs Rootfs::extract(const std::function<bool(const std::string &)> &pred) {
+    Rootfs out;
+    for (auto it = entries_.begin(); it != entries_.end();) {
+        if (pred(it->first)) {
+            out.entries_.emplace(it->first, std::move(it->second));
+            it = entries_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+    return out;
+}
+
 void Rootfs::put(const std::string &path, RootfsEntry e) {
     auto it = entries_.find(path);
     if (it != entries_.end()) {

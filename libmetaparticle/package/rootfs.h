@@ -48,6 +48,10 @@ public:
     void add_directory(const std::string &path, unsigned mode);
     void add_content(const std::string &path, const std::string &content, unsigned mode);
 
+    // Move the entries whose image path satisfies `pred` into a new Rootfs
+    // (to put them in a layer of their own). Warnings stay here.
+    Rootfs extract(const std::function<bool(const std::string &)> &pred);
+
     bool contains(const std::string &path) const { return entries_.count(path) != 0; }
     const std::map<std::string, RootfsEntry> &entries() const { return entries_; }
     const std::vector<std::string> &warnings() const { return warnings_; }

@@ -179,6 +179,50 @@ void test_image_is_reproducible(void **) {
     mptest::remove_tree(dir);
 }
 
+// Layers by how often their contents change: libraries; files from system
+// directories; the app's dependencies (node_modules, site-packages); the
+// app's own files. An edit of the app changes only the last layer.
+void test_layers_by_how_often_they_change(void **) {
+    std::string dir = mptest::make_temp_dir("mp-layers-");
+    std::system(("mkdir -p " + dir + "/node_modules/dep " + dir + "/py/site-packages/pkg").c_str());
+    mptest::write_file(dir + "/app.js", "console.log('app')\n");
+    mptest::write_file(dir + "/node_modules/dep/index.js", "module.exports = 1\n");
+    mptest::write_file(dir + "/py/site-packages/pkg/__init__.py", "VALUE = 1\n");
+    Options o = example_options(", \"include\": [\"" + dir + "\", \"/etc/debian_version\"]");
+    BuildSettings fresh;
+    fresh.use_cache = false;
+    fresh.keep_uncompressed = true;
+    Image a = build_image(o, fresh);
+    assert_int_equal(a.layers.size(), 4);
+    const char *names[] = {"runtime", "system", "dependencies", "app"};
+    for (size_t i = 0; i < 4; ++i) assert_string_equal(a.layers[i].description.c_str(), names[i]);
+
+    std::string system = tar_listing(a.layers[1].uncompressed, false);
+    std::string deps = tar_listing(a.layers[2].uncompressed, false);
+    std::string app = tar_listing(a.layers[3].uncompressed, false);
+    assert_non_null(std::strstr(system.c_str(), "etc/debian_version"));
+    assert_non_null(std::strstr(deps.c_str(), "node_modules/dep/index.js"));
+    assert_non_null(std::strstr(deps.c_str(), "site-packages/pkg/__init__.py"));
+    assert_null(std::strstr(deps.c_str(), "app.js"));
+    assert_non_null(std::strstr(app.c_str(), "app.js"));
+    assert_non_null(std::strstr(app.c_str(), "package_example_c"));
+    assert_null(std::strstr(app.c_str(), "index.js"));
+    assert_null(std::strstr(app.c_str(), "__init__.py"));
+
+    // An edit of the app's own code changes only the app layer...
+    mptest::write_file(dir + "/app.js", "console.log('edited')\n");
+    Image b = build_image(o, fresh);
+    for (size_t i = 0; i < 3; ++i)
+        assert_string_equal(a.layers[i].blob.digest.c_str(), b.layers[i].blob.digest.c_str());
+    assert_string_not_equal(a.layers[3].blob.digest.c_str(), b.layers[3].blob.digest.c_str());
+    // ...and an upgraded dependency only the dependencies layer.
+    mptest::write_file(dir + "/node_modules/dep/index.js", "module.exports = 2\n");
+    Image c = build_image(o, fresh);
+    assert_string_not_equal(b.layers[2].blob.digest.c_str(), c.layers[2].blob.digest.c_str());
+    assert_string_equal(b.layers[3].blob.digest.c_str(), c.layers[3].blob.digest.c_str());
+    mptest::remove_tree(dir);
+}
+
 void test_disk_layer_cache(void **) {
     std::string dir = mptest::make_temp_dir("mp-cache-");
     BuildSettings s;
@@ -341,6 +385,7 @@ int main() {
         cmocka_unit_test(test_ld_so_cache_is_read),
         cmocka_unit_test(test_tar_long_names_and_links),
         cmocka_unit_test(test_image_is_reproducible),
+        cmocka_unit_test(test_layers_by_how_often_they_change),
         cmocka_unit_test(test_disk_layer_cache),
         cmocka_unit_test(test_layer_contents),
         cmocka_unit_test(test_image_reference_parsing),
