@@ -1,9 +1,9 @@
 """Start an mp-sidecar process and talk to it over HTTP, for pytest suites.
 
-Used by tests/sidecar/conftest.py (protocol tests, memory backend) and
-tests/kube/conftest.py (Kubernetes backends); each adds its own defaults and
-fixtures. The binary comes from $MP_SIDECAR_BIN (ctest sets it). Standard
-library only.
+Used by tests/sidecar/conftest.py (protocol tests, memory backend),
+tests/kube/conftest.py (Kubernetes backends) and tests/python/conftest.py (the
+Python binding); each adds its own defaults and fixtures. The binary comes
+from $MP_SIDECAR_BIN (ctest sets it). Standard library only.
 """
 import http.client
 import json
@@ -22,6 +22,18 @@ STARTUP_RE = re.compile(r"^mp-sidecar listening on http://127\.0\.0\.1:(\d+) \(b
 # the suites run on busy machines.
 TIMEOUT = 60
 TERMINATE_TIMEOUT = 20
+
+
+def die_with_parent():
+    """For Popen(preexec_fn=...): the child gets SIGKILL when the process (more
+    exactly, the thread) that started it dies, so a killed or timed-out test
+    run leaves nothing behind. Linux only; elsewhere a no-op."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
 
 
 def sidecar_binary():
@@ -52,17 +64,24 @@ class Response:
 
 
 class Sidecar:
-    """An mp-sidecar process on 127.0.0.1 with a free port (--listen 127.0.0.1:0).
+    """An mp-sidecar process on 127.0.0.1, by default with a free port
+    (--listen 127.0.0.1:0); `port` asks for a given one (to restart a sidecar
+    on the same address). `preexec_fn` goes to Popen (e.g. die_with_parent).
 
     The constructor only spawns it, so a test can start several at once or
     watch one fail at startup (wait_exit); wait_started() reads the port from
     the startup line."""
 
-    def __init__(self, args):
-        self.args = [sidecar_binary(), "--listen", "127.0.0.1:0", *args]
+    def __init__(self, args=(), port=0, preexec_fn=None):
+        self.args = [sidecar_binary(), "--listen", f"127.0.0.1:{port}", *args]
         self.stderr = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=self.stderr)
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=self.stderr, preexec_fn=preexec_fn)
         self.port = None
+
+    @property
+    def url(self):
+        """Base URL (http://127.0.0.1:PORT) once started, else None."""
+        return None if self.port is None else f"http://127.0.0.1:{self.port}"
 
     def wait_started(self, timeout=TIMEOUT):
         """Reads the startup line and sets self.port; returns self."""

@@ -2,15 +2,14 @@
 lock names, and child Python processes that hold locks or run elections.
 
 The metaparticle package under test must be importable (run_tests.py builds
-and installs it into a temporary directory on PYTHONPATH). The sidecar binary
-comes from $MP_SIDECAR_BIN.
+and installs it into a temporary directory on PYTHONPATH). The sidecar process
+comes from tests/common/mp_sidecar.py (shared with the protocol and Kubernetes
+suites); its binary from $MP_SIDECAR_BIN.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import signal
 import subprocess
 import sys
 import threading
@@ -24,70 +23,31 @@ import pytest
 HERE = Path(__file__).resolve().parent
 CHILD = HERE / "child.py"
 
+# run_tests.py runs pytest on this source directory (only the installed
+# package lives elsewhere), so the shared helpers are found relative to it.
+sys.path.insert(0, str(HERE.parent / "common"))
+import mp_sidecar  # noqa: E402
+
 # Generous upper bounds for things that should happen (so a slow CI machine
 # does not fail), never assertions about how fast they happen.
 WAIT = 30.0
 
-
-def _die_with_parent() -> None:
-    """preexec_fn: the child gets SIGKILL when the test process dies, so a
-    killed or timed-out run leaves no sidecar or child behind."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
+# preexec_fn for every process the tests start (test_containerize.py imports it).
+_die_with_parent = mp_sidecar.die_with_parent
 
 
-def _sidecar_bin() -> str:
-    path = os.environ.get("MP_SIDECAR_BIN")
-    if not path or not os.access(path, os.X_OK):
-        pytest.fail("set MP_SIDECAR_BIN to the mp-sidecar executable (ctest does this)")
-    return path
-
-
-class Sidecar:
-    """One mp-sidecar process on 127.0.0.1 (a random port unless given)."""
+class Sidecar(mp_sidecar.Sidecar):
+    """One mp-sidecar process on 127.0.0.1 (a random port unless given),
+    started on return."""
 
     def __init__(self, port: int = 0) -> None:
-        self.proc = subprocess.Popen(
-            [_sidecar_bin(), "--listen", f"127.0.0.1:{port}"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            preexec_fn=_die_with_parent,
-        )
-        line = self._first_line()
-        m = re.search(r"listening on (http://127\.0\.0\.1:(\d+))", line)
-        if not m:
-            self.stop()
-            raise RuntimeError(f"mp-sidecar did not say where it listens; first line: {line!r}")
-        self.url = m.group(1)
-        self.port = int(m.group(2))
-        # Keep draining its output so it never blocks on a full pipe.
-        for stream in (self.proc.stdout, self.proc.stderr):
-            threading.Thread(target=stream.read, daemon=True).start()
+        super().__init__(port=port, preexec_fn=_die_with_parent)
+        self.wait_started()
 
-    def _first_line(self) -> str:
-        result: List[str] = []
-        reader = threading.Thread(target=lambda: result.append(self.proc.stdout.readline()), daemon=True)
-        reader.start()
-        reader.join(WAIT)
-        if not result or not result[0]:
-            err = ""
-            if self.proc.poll() is not None:
-                err = self.proc.stderr.read()
-            self.stop()
-            raise RuntimeError(f"mp-sidecar did not start: {err.strip()}")
-        return result[0]
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-
-    stop = kill
+    # The tests kill sidecars to play a crash, so teardown does not ask for a
+    # clean exit either: stop() here is SIGKILL, not the base SIGTERM + check.
+    def stop(self) -> None:
+        self.kill()
 
 
 @pytest.fixture

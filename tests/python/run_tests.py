@@ -75,7 +75,7 @@ def main() -> int:
         zf.extractall(site)
 
     # Run from the scratch directory so nothing from the source tree can be
-    # imported by accident; only the tests' own directory joins sys.path.
+    # imported by accident; only the tests' own directory (and tests/common, added by conftest.py) joins sys.path.
     env = dict(os.environ, PYTHONPATH=str(site), PYTHONDONTWRITEBYTECODE="1")
     env.pop("METAPARTICLE_SIDECAR", None)
     if os.environ.get("MP_TEST_PRELOAD"):
