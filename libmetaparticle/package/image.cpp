@@ -209,8 +209,8 @@ bool is_dependency_path(const std::string &path) {
 Layer make_layer(const Rootfs &fs, const std::string &description, int64_t mtime, const BuildSettings &s,
                  const std::function<bool(const std::string &)> &skip) {
     if (!s.use_cache) return build_layer(fs, description, mtime, s, skip);
-    // v1: bump when the layer format (tar/gzip bytes) changes.
-    std::string key = digest_hex(sha256_digest("v1|" + fs.fingerprint(skip) + "|" + description + "|" +
+    // v2: bump when the layer format (tar/gzip bytes) changes (v2: libdeflate).
+    std::string key = digest_hex(sha256_digest("v2|" + fs.fingerprint(skip) + "|" + description + "|" +
                                                std::to_string(mtime) + "|" + std::to_string(s.gzip_level) + "|" +
                                                (s.keep_uncompressed ? "u" : "c")));
     {
