@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <utime.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <set>
@@ -14,6 +15,7 @@
 #include "common/error.h"
 #include "package/credentials.h"
 #include "package/elf.h"
+#include "package/gzip.h"
 #include "package/image.h"
 #include "package/options.h"
 #include "package/registry.h"
@@ -252,6 +254,39 @@ void test_disk_layer_cache(void **) {
     mptest::remove_tree(dir);
 }
 
+// A layer larger than one gzip member is several members, which gzip reads
+// back as the original bytes; equal input gives equal output.
+void test_gzip_members_round_trip(void **) {
+    std::string data;
+    data.reserve(GzipWriter::kMemberBytes + 5000000);
+    uint32_t x = 12345;
+    while (data.size() < GzipWriter::kMemberBytes + 5000000) {
+        x = x * 1103515245u + 12345u;  // compressible but not trivial
+        data += "line " + std::to_string(x % 1000) + "\n";
+    }
+    auto compress = [&](size_t piece) {
+        std::string gz;
+        GzipWriter w([&](const char *d, size_t n) { gz.append(d, n); }, 6);
+        for (size_t at = 0; at < data.size(); at += piece) w.write(data.data() + at, std::min(piece, data.size() - at));
+        w.finish();
+        return gz;
+    };
+    std::string a = compress(1 << 20), b = compress(777777);
+    assert_true(a == b);  // cut points do not depend on how the input was written
+    std::string dir = mptest::make_temp_dir("mp-gzip-");
+    mptest::write_file(dir + "/l.gz", a);
+    assert_int_equal(std::system(("gzip -dc " + dir + "/l.gz > " + dir + "/l").c_str()), 0);
+    assert_true(mptest::read_file(dir + "/l") == data);
+    // Two members: the second gzip header follows the first member.
+    assert_true(a.find(std::string("\x1f\x8b\x08", 3), 10) != std::string::npos);
+    mptest::remove_tree(dir);
+
+    std::string empty;
+    GzipWriter w([&](const char *d, size_t n) { empty.append(d, n); }, 6);
+    w.finish();
+    assert_true(empty.size() >= 18);  // one empty member, header and trailer
+}
+
 void test_layer_contents(void **) {
     std::string dir = mptest::make_temp_dir("mp-layer-");
     mptest::write_file(dir + "/app.txt", "x");
@@ -386,6 +421,7 @@ int main() {
         cmocka_unit_test(test_tar_long_names_and_links),
         cmocka_unit_test(test_image_is_reproducible),
         cmocka_unit_test(test_layers_by_how_often_they_change),
+        cmocka_unit_test(test_gzip_members_round_trip),
         cmocka_unit_test(test_disk_layer_cache),
         cmocka_unit_test(test_layer_contents),
         cmocka_unit_test(test_image_reference_parsing),
