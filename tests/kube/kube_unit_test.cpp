@@ -19,47 +19,25 @@
 #include "kube/lock_crd.h"
 #include "kube/yaml.h"
 
+#include "check.h"
+
 using namespace mp;
 
 namespace {
 
-int failures = 0;
-int checks = 0;
-
-#define CHECK(cond)                                                                       \
-    do {                                                                                  \
-        ++checks;                                                                         \
-        if (!(cond)) {                                                                    \
-            ++failures;                                                                   \
-            std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-        }                                                                                 \
-    } while (0)
-
-#define CHECK_EQ(a, b)                                                                              \
-    do {                                                                                            \
-        ++checks;                                                                                   \
-        auto va = (a);                                                                              \
-        auto vb = (b);                                                                              \
-        if (!(va == vb)) {                                                                          \
-            ++failures;                                                                             \
-            std::cerr << __FILE__ << ":" << __LINE__ << ": CHECK_EQ failed: " #a " == " #b "\n  got " \
-                      << va << "\n  expected " << vb << "\n";                                      \
-        }                                                                                           \
-    } while (0)
-
 // Runs fn, expects an mp::Error whose message contains `needle`.
 void expect_error(const std::function<void()> &fn, const std::string &needle, int line) {
-    ++checks;
+    ++mptest::checks;
     try {
         fn();
     } catch (const Error &e) {
         if (std::string(e.what()).find(needle) == std::string::npos) {
-            ++failures;
+            ++mptest::check_failures;
             std::fprintf(stderr, "line %d: error message lacks '%s': %s\n", line, needle.c_str(), e.what());
         }
         return;
     }
-    ++failures;
+    ++mptest::check_failures;
     std::fprintf(stderr, "line %d: expected an error containing '%s'\n", line, needle.c_str());
 }
 #define EXPECT_ERROR(stmt, needle) expect_error([&] { stmt; }, needle, __LINE__)
@@ -410,6 +388,5 @@ int main(int argc, char **argv) {
     test_deploy_manifests_parse(argv[1]);
     std::string cleanup = "rm -rf '" + tmpdir + "'";
     if (std::system(cleanup.c_str()) != 0) std::fprintf(stderr, "could not remove %s\n", tmpdir.c_str());
-    std::printf("%d checks, %d failures\n", checks, failures);
-    return failures ? 1 : 0;
+    return mptest::check_report("kube_unit_test");
 }

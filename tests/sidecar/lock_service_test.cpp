@@ -12,22 +12,12 @@
 #include "backends/backend.h"
 #include "lock_service.h"
 
+#include "check.h"
+
 using namespace mp::sidecar;
 using namespace std::chrono_literals;
 
 namespace {
-
-int failures = 0;
-int checks = 0;
-
-#define CHECK(cond)                                                                       \
-    do {                                                                                  \
-        ++checks;                                                                         \
-        if (!(cond)) {                                                                    \
-            ++failures;                                                                   \
-            std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-        }                                                                                 \
-    } while (0)
 
 struct Fixture {
     std::unique_ptr<Backend> backend = make_memory_backend();
@@ -118,6 +108,5 @@ int main() {
     listening_waiter_keeps_the_lock();
     hang_up_during_an_immediate_grant_gives_the_lock_back();
     hang_up_during_a_renewal_keeps_the_hold();
-    std::printf("lock_service_test: %d checks, %d failed\n", checks, failures);
-    return failures == 0 ? 0 : 1;
+    return mptest::check_report("lock_service_test");
 }
