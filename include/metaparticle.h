@@ -296,6 +296,8 @@ MP_EXTERN int mp_election_leader(mp_election *election, char **out);
  *   "shardSpec"   {"shards": N, "urlPattern": "..."}
  *   "jobSpec"     {"count": N}: run N instances to completion
  *   "namespace"   Kubernetes namespace
+ *   "imagePullSecrets" ["secret", ...]: Kubernetes Secrets (type
+ *                 kubernetes.io/dockerconfigjson) the pods pull the image with
  *   "env"         {"K": "V"} added to the image's environment
  *   "files"       [{"src": "host path", "dest": "/image/path"}] copied in
  *   "baseImage"   "registry/repo:tag" or "...@sha256:<hex>": build on top of

@@ -70,6 +70,11 @@ json::Ptr pod_template(const Options &o, const std::string &image, bool job) {
         json::set(c, "ports", std::move(ports));
     }
     json::set(spec, "containers", std::move(containers));
+    if (!o.image_pull_secrets.empty()) {
+        auto secrets = json::array();
+        for (const auto &name : o.image_pull_secrets) json::set_string(add_object(secrets.get()), "name", name);
+        json::set(spec, "imagePullSecrets", std::move(secrets));
+    }
     return t;
 }
 

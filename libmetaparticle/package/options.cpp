@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "common/names.h"
 #include "json/json.h"
 
 namespace mp::package {
@@ -212,7 +213,7 @@ Options parse_options(const std::string &text) {
         check_keys(root.get(), "",
                    {"name", "repository", "tag", "ports", "replicas", "runner", "publish", "public", "shardSpec",
                     "jobSpec", "namespace", "env", "files", "baseImage", "dryRun", "keepRunning", "quiet", "command",
-                    "include", "workingDir"});
+                    "include", "workingDir", "imagePullSecrets"});
     }
     const cJSON *r = root.get();
     auto item = [&](const char *key) -> const cJSON * {
@@ -293,6 +294,18 @@ Options parse_options(const std::string &text) {
         o.ns = as_string(v, "namespace");
         std::string why = validate_namespace(o.ns);
         if (!why.empty()) invalid("\"namespace\" \"" + o.ns + "\" " + why);
+    }
+    if (auto v = item("imagePullSecrets")) {
+        as_array(v, "imagePullSecrets", "names of Secrets of type kubernetes.io/dockerconfigjson in the namespace");
+        int i = 0;
+        for (const cJSON *e = v->child; e; e = e->next, ++i) {
+            std::string what = "imagePullSecrets[" + std::to_string(i) + "]";
+            std::string secret = as_string(e, what.c_str());
+            // Secret names are RFC 1123 subdomains, the rule lock names follow too.
+            std::string why = validate_lock_name(secret);
+            if (!why.empty()) invalid("\"" + what + "\" \"" + secret + "\" is not a Secret name: " + why);
+            o.image_pull_secrets.push_back(secret);
+        }
     }
     if (auto v = item("env")) {
         as_object(v, "env", "an object of string values, e.g. {\"LOG_LEVEL\": \"debug\"}");

@@ -31,6 +31,7 @@ struct Options {
     std::string shard_url_pattern;    // shardSpec.urlPattern
     std::optional<int> job_count;     // jobSpec.count
     std::string ns;                   // Kubernetes namespace ("" = the runner's default)
+    std::vector<std::string> image_pull_secrets;  // Kubernetes Secrets the pods pull the image with
     std::map<std::string, std::string> env;  // sorted: the image config is reproducible
     std::vector<FileCopy> files;
     std::string base_image;

@@ -224,6 +224,44 @@ static void test_render_contents(void **state) {
     mp_free(out);
 }
 
+/* The pod spec of the first rendered Kubernetes object of `kind`. */
+static cJSON *pod_spec_of(cJSON *root, const char *kind) {
+    cJSON *obj;
+    cJSON_ArrayForEach(obj, cJSON_GetObjectItem(root, "kubernetes")) {
+        if (strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(obj, "kind")), kind) == 0)
+            return cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(obj, "spec"), "template"), "spec");
+    }
+    fail_msg("no %s rendered", kind);
+    return NULL;
+}
+
+/* imagePullSecrets: the pods of a Deployment or a Job name the Secrets to
+ * pull a private image with; bad names are refused before anything runs. */
+static void test_image_pull_secrets(void **state) {
+    (void)state;
+    const char *variants[][2] = {{"{\"name\": \"web\", \"ports\": [8080], ", "Deployment"},
+                                 {"{\"name\": \"batch\", \"jobSpec\": {\"count\": 2}, ", "Job"}};
+    for (int i = 0; i < 2; i++) {
+        char opts[256];
+        snprintf(opts, sizeof opts, "%s\"imagePullSecrets\": [\"regcred\", \"other.cred\"]}", variants[i][0]);
+        char *out = render_ok(opts);
+        cJSON *root = cJSON_Parse(out);
+        cJSON *secrets = cJSON_GetObjectItem(pod_spec_of(root, variants[i][1]), "imagePullSecrets");
+        assert_int_equal(cJSON_GetArraySize(secrets), 2);
+        assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(secrets, 0), "name")), "regcred");
+        assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(secrets, 1), "name")), "other.cred");
+        cJSON_Delete(root);
+        mp_free(out);
+    }
+    char *out = render_ok("{\"name\": \"web\", \"ports\": [8080]}");
+    cJSON *root = cJSON_Parse(out);
+    assert_null(cJSON_GetObjectItem(pod_spec_of(root, "Deployment"), "imagePullSecrets"));
+    cJSON_Delete(root);
+    mp_free(out);
+    expect_invalid("{\"imagePullSecrets\": \"regcred\"}", "\"imagePullSecrets\"", "Secrets");
+    expect_invalid("{\"imagePullSecrets\": [\"regcred\", \"Bad_Name\"]}", "imagePullSecrets[1]", "Bad_Name");
+}
+
 static int never_main(void *ud) {
     (void)ud;
     return 99;
@@ -288,6 +326,7 @@ int main(void) {
         cmocka_unit_test(test_inside_runs_main),
         cmocka_unit_test(test_render_is_reproducible),
         cmocka_unit_test(test_render_contents),
+        cmocka_unit_test(test_image_pull_secrets),
         cmocka_unit_test(test_dry_run_prints_objects),
         cmocka_unit_test(test_default_name_from_executable),
     };

@@ -75,7 +75,7 @@ def env_of(config: dict) -> Dict[str, str]:
 def test_options_python_names_map_to_seed_names():
     o = metaparticle.Options(ports=[8080], replicas=2, keep_running=True, dry_run=False,
                              shard_spec={"shards": 3, "url_pattern": "/(.*)"}, files=[("/a", "/b")],
-                             working_dir=Path("/srv"))
+                             working_dir=Path("/srv"), image_pull_secrets=["regcred"])
     assert o.to_dict() == {
         "ports": [8080],
         "replicas": 2,
@@ -84,6 +84,7 @@ def test_options_python_names_map_to_seed_names():
         "shardSpec": {"shards": 3, "urlPattern": "/(.*)"},
         "files": [{"src": "/a", "dest": "/b"}],
         "workingDir": "/srv",
+        "imagePullSecrets": ["regcred"],
     }
     # seed names pass as they are; None means "not set"
     assert _package._seed_options({"keepRunning": True, "tag": None}, {"job_spec": {"count": 2}}) == {

@@ -53,6 +53,7 @@ _ALIASES: Dict[str, str] = {
     "dry_run": "dryRun",
     "keep_running": "keepRunning",
     "working_dir": "workingDir",
+    "image_pull_secrets": "imagePullSecrets",
 }
 _NESTED_ALIASES: Dict[str, Dict[str, str]] = {"shardSpec": {"url_pattern": "urlPattern"}}
 
@@ -79,6 +80,9 @@ class Options:
         shard_spec: ``{"shards": N, "url_pattern": "..."}``.
         job_spec: ``{"count": N}``: run N instances to completion.
         namespace: Kubernetes namespace.
+        image_pull_secrets: names of Kubernetes Secrets (of type
+            ``kubernetes.io/dockerconfigjson``) the pods pull a private
+            image with.
         env: environment variables added to the image.
         files: ``[{"src": host_path, "dest": image_path}]`` or ``(src, dest)``
             pairs, copied into the image.
@@ -104,6 +108,7 @@ class Options:
     shard_spec: Optional[Mapping[str, Any]] = None
     job_spec: Optional[Mapping[str, Any]] = None
     namespace: Optional[str] = None
+    image_pull_secrets: Optional[Sequence[str]] = None
     env: Optional[Mapping[str, str]] = None
     files: Optional[Sequence[Any]] = None
     base_image: Optional[str] = None

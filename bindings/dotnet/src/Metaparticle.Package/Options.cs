@@ -69,6 +69,12 @@ namespace Metaparticle.Package
         /// <summary>Kubernetes namespace (default: the kubeconfig's).</summary>
         public string? Namespace { get; set; }
 
+        /// <summary>
+        /// Names of Kubernetes Secrets (type <c>kubernetes.io/dockerconfigjson</c>) the pods pull a
+        /// private image with.
+        /// </summary>
+        public IList<string> ImagePullSecrets { get; set; } = new List<string>();
+
         /// <summary>Environment variables added to the image (they override this binding's defaults).</summary>
         public IDictionary<string, string> Env { get; set; } = new Dictionary<string, string>();
 

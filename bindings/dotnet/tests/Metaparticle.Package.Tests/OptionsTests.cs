@@ -39,6 +39,7 @@ namespace Metaparticle.Package.Tests
                 Public = true,
                 ShardSpec = new ShardSpec { Shards = 4, UrlPattern = "/users/(.*)" },
                 Namespace = "prod",
+                ImagePullSecrets = { "regcred" },
                 Env = { ["LOG_LEVEL"] = "debug" },
                 Files = { new FileCopy("/etc/hostname", "/config/hostname") },
                 BaseImage = "debian:12",
@@ -62,6 +63,7 @@ namespace Metaparticle.Package.Tests
             Assert.Equal("/users/(.*)", j.GetProperty("shardSpec").GetProperty("urlPattern").GetString());
             Assert.False(j.TryGetProperty("jobSpec", out _));
             Assert.Equal("prod", j.GetProperty("namespace").GetString());
+            Assert.Equal(new[] { "regcred" }, j.GetProperty("imagePullSecrets").EnumerateArray().Select(e => e.GetString()));
             Assert.Equal("debug", j.GetProperty("env").GetProperty("LOG_LEVEL").GetString());
             JsonElement file = j.GetProperty("files")[0];
             Assert.Equal("/etc/hostname", file.GetProperty("src").GetString());

@@ -37,6 +37,8 @@ export interface Options {
   shardSpec?: ShardSpec;
   jobSpec?: JobSpec;
   namespace?: string;
+  /** Names of Kubernetes Secrets (type kubernetes.io/dockerconfigjson) the pods pull a private image with. */
+  imagePullSecrets?: string[];
   /** Added to the image's environment. */
   env?: Record<string, string>;
   /** Extra files copied into the image. */

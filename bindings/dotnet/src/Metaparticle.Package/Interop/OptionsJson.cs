@@ -26,6 +26,7 @@ namespace Metaparticle.Package.Interop
         {
             "name", "repository", "tag", "ports", "replicas", "runner", "publish", "public", "shardSpec", "jobSpec",
             "namespace", "env", "files", "baseImage", "dryRun", "keepRunning", "quiet", "command", "include", "workingDir",
+            "imagePullSecrets",
         };
 
         /// <summary>
@@ -116,6 +117,10 @@ namespace Metaparticle.Package.Interop
                     w.WriteEndObject();
                 }
                 String("namespace", options.Namespace);
+                if (options.ImagePullSecrets.Count > 0)
+                {
+                    Strings("imagePullSecrets", options.ImagePullSecrets);
+                }
 
                 // The binding's defaults first, then the user's (which win).
                 var env = new SortedDictionary<string, string?>(StringComparer.Ordinal);
