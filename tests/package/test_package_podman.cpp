@@ -152,12 +152,8 @@ int teardown(void **) {
         delete g_podman;
         g_podman = nullptr;
     }
-    if (g_registry) {
-        g_registry->child.signal(SIGTERM);
-        if (g_registry->child.wait(10000) == -1) g_registry->child.kill_and_wait();
-        delete g_registry;
-        g_registry = nullptr;
-    }
+    delete g_registry;  // its Child stops the registry
+    g_registry = nullptr;
     if (!g_dir.empty()) mptest::remove_tree(g_dir);
     return 0;
 }

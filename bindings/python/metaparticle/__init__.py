@@ -23,7 +23,7 @@ This package is a thin binding of libmetaparticle's C ABI (bundled as
 
 from ._sync import Election, Lock
 from ._package import Options, containerize, in_container, render
-from . import _native
+from . import _native, errors
 from .errors import (
     BackendError,
     CanceledError,
@@ -51,20 +51,8 @@ __all__ = [
     "in_container",
     "Options",
     "core_version",
-    "MetaparticleError",
-    "InvalidArgumentError",
-    "LockTimeoutError",
-    "LockBusyError",
-    "SidecarUnreachableError",
-    "ProtocolError",
-    "LockLostError",
-    "LockNotHeldError",
-    "InvalidStateError",
-    "BackendError",
-    "OutOfMemoryError",
-    "CanceledError",
-    "RegistryError",
-    "ContainerEngineError",
+    # the exception classes (not the MP_* codes, which stay in metaparticle.errors)
+    *(name for name in errors.__all__ if not name.startswith("MP_")),
 ]
 
 
