@@ -73,7 +73,13 @@ Not reproduced (client code must not rely on the fake for these):
 Control endpoints (test helpers, no auth needed, not part of Kubernetes):
   POST /fake/compact            compact history to now and close every watch
   POST /fake/fail?count=N&code=500&path_contains=...&method=...
-                                the next N matching requests fail with code
+                                the next N matching requests fail with code.
+        Fault-injection extras (chaos tests): &delay=SECONDS waits before
+        answering; code=0 answers normally after the delay (a slow server);
+        &drop=1 closes the connection without an answer after the delay (a
+        client timeout); &probability=P fires on a matching request with
+        probability P only (a fired request counts against N)
+  POST /fake/clear-failures     forget every /fake/fail rule not yet used up
   POST /fake/logs/{ns}/{pod}    append the request body to that pod's log
   GET  /fake/requests           recent requests: method, path, content_type,
                                 status, user_agent
@@ -81,7 +87,13 @@ Control endpoints (test helpers, no auth needed, not part of Kubernetes):
 
 Run: fake_kube_apiserver.py [--host 127.0.0.1] [--port 0] [--tls-cert F
 --tls-key F] [--client-ca F] [--token T] [--history N] [--exit-on-stdin-eof]
+[--state-file F]
 It prints "LISTENING <url>" (flushed) once it accepts connections.
+--state-file F plays etcd: every committed change is written to F (atomically,
+before the request is answered) and a server started on an existing F serves
+its objects and resourceVersion again, so the server can be killed and
+restarted (same --port) like a real API server. Watch history does not
+survive: a watch from an older resourceVersion gets 410 Expired.
 """
 
 import argparse
@@ -172,6 +184,9 @@ _NoTimestampLoader.yaml_implicit_resolvers = {
 
 
 class ApiError(Exception):
+    delay = 0.0    # injected faults (/fake/fail): seconds to wait before answering
+    drop = False   # injected faults: close the connection without answering
+
     def __init__(self, code, message, reason=None, details=None, headers=None):
         super().__init__(message)
         self.code = code
@@ -2343,6 +2358,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.request.settimeout(None)
         super().setup()
 
+    def _drop_connection(self):
+        """End the connection without an answer, as a server that died mid-request would."""
+        self.close_connection = True
+        try:
+            self.request.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
     def handle(self):
         try:
             super().handle()
@@ -2491,7 +2514,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 raise ApiError(401, "Unauthorized", "Unauthorized")
             injected = self.fake.injected_failure(method, self.path)
             if injected:
-                raise injected
+                if injected.delay > 0:
+                    time.sleep(injected.delay)
+                if injected.drop:
+                    self._drop_connection()
+                    return
+                if injected.code:
+                    raise injected
             self._route(method, path, params, ctype, body)
         except ApiError as e:
             self._send_error(e)
@@ -2516,12 +2545,24 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 rv = fake.store.rv
             return self._send(200, {"compacted": str(rv)})
         if method == "POST" and parts == ["fail"]:
-            rule = {"count": int(params.get("count", "1")), "code": int(params.get("code", "500")),
-                    "path_contains": params.get("path_contains", ""), "method": params.get("method", "").upper(),
-                    "message": params.get("message", "")}
+            def number(key, default, kind):
+                try:
+                    return kind(params.get(key, default))
+                except ValueError:
+                    raise ApiError(400, f"/fake/fail: {key}={params[key]!r} is not a number", "BadRequest")
+            rule = {"count": number("count", "1", int), "code": number("code", "500", int),
+                    "path_contains": params.get("path_contains", ""),
+                    "method": params.get("method", "").upper(), "message": params.get("message", ""),
+                    "delay": number("delay", "0", float), "drop": params.get("drop", "") in ("1", "true"),
+                    "probability": number("probability", "1", float)}
             with fake.lock:
                 fake.fail_rules.append(rule)
             return self._send(200, {"ok": True, "rule": rule})
+        if method == "POST" and parts == ["clear-failures"]:
+            with fake.lock:
+                cleared = len(fake.fail_rules)
+                fake.fail_rules = []
+            return self._send(200, {"ok": True, "cleared": cleared})
         if method == "POST" and parts == ["reset-requests"]:
             with fake.lock:
                 fake.requests.clear()
@@ -2946,7 +2987,7 @@ class FakeKubeApiServer:
     """The fake API server; usable in-process (start()/stop()) or through main()."""
 
     def __init__(self, host="127.0.0.1", port=0, tls_cert=None, tls_key=None, client_ca=None, token=None,
-                 history=1000, verbose=False, bookmark_interval=5.0):
+                 history=1000, verbose=False, bookmark_interval=5.0, state_file=None):
         self.token = token
         self.client_ca = client_ca
         self.verbose = verbose
@@ -2956,6 +2997,10 @@ class FakeKubeApiServer:
         self.requests = []
         self.store = Store(history)
         self.sim = Simulator(self.store)
+        self.state_file = state_file
+        if state_file:
+            self._load_state()
+            self.store.listeners.append(self._save_state)
         self.ssl_context = None
         if tls_cert:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -2981,16 +3026,59 @@ class FakeKubeApiServer:
                 del self.requests[:len(self.requests) - 1000]
 
     def injected_failure(self, method, path):
+        """The ApiError of the first /fake/fail rule this request triggers, or None. Its .delay
+        (seconds to wait first) and .drop (close without answering) come from the rule; with
+        code 0 it is only a delay."""
         with self.lock:
             for rule in self.fail_rules:
-                if rule["count"] > 0 and rule["path_contains"] in path and rule["method"] in ("", method):
+                if rule["count"] > 0 and rule["path_contains"] in path and rule["method"] in ("", method) \
+                        and (rule.get("probability", 1) >= 1 or random.random() < rule["probability"]):
                     rule["count"] -= 1
                     code = rule["code"]
                     msg = rule["message"] or f"injected failure ({code})"
                     headers = {"Retry-After": "1"} if code in (429, 503) else {}
-                    return ApiError(code, msg, REASONS.get(code, "Unknown"), headers=headers)
+                    err = ApiError(code, msg, REASONS.get(code, "Unknown"), headers=headers)
+                    err.delay = rule.get("delay", 0)
+                    err.drop = rule.get("drop", False)
+                    return err
             self.fail_rules = [r for r in self.fail_rules if r["count"] > 0]
         return None
+
+    # -- --state-file: the objects survive a restart, as etcd keeps them --------------
+    def _load_state(self):
+        try:
+            with open(self.state_file) as f:
+                state = json.load(f)
+        except FileNotFoundError:
+            return
+        store = self.store
+        with store.lock:
+            crd_gr = ("apiextensions.k8s.io", "customresourcedefinitions")
+            entries = state["objects"]
+            for e in entries:  # custom resources need their types first
+                if (e["group"], e["resource"]) == crd_gr and any(
+                        c.get("type") == "Established" and c.get("status") == "True"
+                        for c in deep_get(e["obj"], ("status", "conditions")) or []):
+                    store.register(crd_resource_type(e["obj"]))
+            for objs in store.objects.values():
+                objs.clear()
+            for e in entries:
+                gr = (e["group"], e["resource"])
+                if gr in store.by_gr:
+                    store.objects[gr][(e["ns"], e["name"])] = e["obj"]
+            store.rv = max(store.rv, int(state["rv"]))
+            store.hub.compact(store.rv)  # no history: older watches get 410 Expired
+
+    def _save_state(self, _event):
+        """Store listener (store lock held): write every object, then rename over the state
+        file, so a killed server leaves the old or the new state, never a torn one."""
+        store = self.store
+        entries = [{"group": gr[0], "resource": gr[1], "ns": ns, "name": name, "obj": obj}
+                   for gr, objs in store.objects.items() for (ns, name), obj in objs.items()]
+        tmp = self.state_file + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"rv": store.rv, "objects": entries}, f)
+        os.replace(tmp, self.state_file)
 
     def start(self):
         self.sim.start()
@@ -3022,13 +3110,14 @@ def main(argv=None):
     ap.add_argument("--bookmark-interval", type=float, default=5.0)
     ap.add_argument("--exit-on-stdin-eof", action="store_true", help="stop when stdin closes (parent died)")
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--state-file", help="keep the objects in this file across restarts (see the module doc)")
     args = ap.parse_args(argv)
     if bool(args.tls_cert) != bool(args.tls_key):
         ap.error("--tls-cert and --tls-key go together")
     if args.client_ca and not args.tls_cert:
         ap.error("--client-ca needs TLS")
     fake = FakeKubeApiServer(args.host, args.port, args.tls_cert, args.tls_key, args.client_ca, args.token,
-                             args.history, args.verbose, args.bookmark_interval)
+                             args.history, args.verbose, args.bookmark_interval, args.state_file)
 
     def shutdown(*_):
         threading.Thread(target=fake.stop, daemon=True).start()

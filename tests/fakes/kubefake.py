@@ -33,7 +33,9 @@ Environment attributes / methods (Fake and RealCluster):
   create_crd(crd) -> CRD as returned once Established (waits)
   stop()
 Fake-only (RealCluster calls pytest.skip): compact(), fail(count, code, path_contains="",
-  method=""), append_log(namespace, pod, text), requests_log(), reset_requests().
+  method="", delay=0, drop=False, probability=1), clear_failures(), append_log(namespace,
+  pod, text), requests_log(), reset_requests(), restart(sigkill=True) (same port; pass
+  extra_args=["--state-file", F] to start() for the objects to survive it).
 
 start(tmpdir, tls=True, token="test-token", client_cert=False, namespace=None) -> Fake
   starts the fake without creating a namespace (namespace defaults to "default"; it is
@@ -373,12 +375,23 @@ class _Env:
         self._fake_only()
         return self.request("POST", "/fake/compact")
 
-    def fail(self, count=1, code=500, path_contains="", method="", message=""):
-        """Make the next `count` matching requests fail with `code` (and a Status body)."""
+    def fail(self, count=1, code=500, path_contains="", method="", message="", delay=0, drop=False,
+             probability=1):
+        """Make the next `count` matching requests fail with `code` (and a Status body).
+
+        delay: wait that many seconds first (code=0: then answer normally); drop: close the
+        connection without an answer instead; probability: each matching request fires the
+        rule with this probability."""
         self._fake_only()
         q = urllib.parse.urlencode({"count": count, "code": code, "path_contains": path_contains,
-                                    "method": method, "message": message})
+                                    "method": method, "message": message, "delay": delay,
+                                    "drop": "1" if drop else "", "probability": probability})
         return self.request("POST", "/fake/fail?" + q)
+
+    def clear_failures(self):
+        """Forget every fail() rule not used up yet."""
+        self._fake_only()
+        return self.request("POST", "/fake/clear-failures")
 
     def append_log(self, namespace, pod, text):
         self._fake_only()
@@ -423,12 +436,30 @@ class Fake(_Env):
         elif token:
             args += ["--token", token]
         args += list(extra_args)
+        self._args = args
         self.stderr_path = os.path.join(self.dir, "fake-kube-apiserver.stderr")
         self._stderr = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr)
         self.url = self._wait_listening(20)
         self.kubeconfig = os.path.join(self.dir, "kubeconfig")
         self.write_kubeconfig()
+
+    def restart(self, sigkill=True):
+        """Kill the server (SIGKILL, or SIGTERM with sigkill=False) and start it again on the
+        same address. Objects survive only with --state-file in extra_args."""
+        if self.proc.poll() is None:
+            self.proc.kill() if sigkill else self.proc.terminate()
+        self.proc.wait(10)
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
+        port = urllib.parse.urlsplit(self.url).port
+        self.proc = subprocess.Popen(self._args + ["--port", str(port)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self._stderr)
+        url = self._wait_listening(20)
+        assert url == self.url, f"restarted fake API server listens on {url}, not {self.url}"
 
     def _wait_listening(self, timeout):
         result = {}

@@ -3,6 +3,7 @@
 Each assertion is a behaviour of the real kube-apiserver that Metaparticle's Kubernetes code relies on.
 Run: /usr/bin/python3 -m pytest -q tests/fakes/test_fake_kube_apiserver.py
 """
+import http.client
 import json
 import os
 import queue
@@ -428,6 +429,60 @@ def test_injected_failures_and_request_log(kube):
     assert kube.get(f"{path}/flaky")[0] == 404
     reqs = kube.requests_log()
     assert any(r["path"].endswith("/configmaps/flaky") and r["status"] == 503 for r in reqs)
+
+
+def test_injected_delay_drop_and_probability(kube):
+    """Fault injection for the chaos tests: a slow answer, no answer, a rule that never fires."""
+    path = kube.ns_path("v1", "configmaps")
+    kube.fail(count=1, code=0, delay=0.5, path_contains="/configmaps/slow")
+    start = time.monotonic()
+    assert kube.get(f"{path}/slow")[0] == 404  # code 0: the normal answer, late
+    assert time.monotonic() - start >= 0.5
+    kube.fail(count=1, code=500, drop=True, path_contains="/configmaps/dropped")
+    with pytest.raises((ConnectionError, http.client.HTTPException, ssl.SSLError)):
+        kube.get(f"{path}/dropped")
+    assert kube.get(f"{path}/dropped")[0] == 404
+    kube.fail(count=5, code=500, probability=0, path_contains="/configmaps/never")
+    assert kube.get(f"{path}/never")[0] == 404
+    assert kube.clear_failures()[1]["cleared"] == 1
+    status, body = kube.request("POST", "/fake/fail?delay=soon")
+    assert status == 400 and "delay" in body["message"]
+
+
+def test_state_file_survives_restart(tmp_path):
+    """--state-file: objects and resourceVersions survive a SIGKILL and restart on the same port;
+    watch history does not (410 Expired), as after a real API server restart."""
+    fake = kubefake.start(tmp_path, extra_args=["--state-file", str(tmp_path / "state.json")])
+    try:
+        fake.create_namespace(kubefake.random_namespace())
+        fake.create_crd(LOCK_CRD)
+        locks = fake.ns_path("metaparticle.io/v1", "locks")
+        status, lock = fake.post(locks, {"apiVersion": "metaparticle.io/v1", "kind": "Lock",
+                                         "metadata": {"name": "l1"}, "spec": {"owner": "a", "token": 7}})
+        assert status == 201, lock
+        leases = fake.ns_path("coordination.k8s.io/v1", "leases")
+        status, le = fake.post(leases, lease("le1", "a"))
+        assert status == 201, le
+        url = fake.url
+        fake.restart(sigkill=True)
+        assert fake.url == url
+        status, got = fake.get(f"{locks}/l1")
+        assert status == 200 and got["spec"] == {"owner": "a", "token": 7}
+        assert got["metadata"]["resourceVersion"] == lock["metadata"]["resourceVersion"]
+        status, got_lease = fake.get(f"{leases}/le1")
+        assert status == 200 and got_lease == le
+        # Compare-and-swap goes on from the stored resourceVersion, and new ones are higher.
+        got["spec"]["token"] = 8
+        status, updated = fake.put(f"{locks}/l1", got)
+        assert status == 200, updated
+        assert int(updated["metadata"]["resourceVersion"]) > int(le["metadata"]["resourceVersion"])
+        status, _ = fake.put(f"{locks}/l1", got)  # the old resourceVersion again
+        assert status == 409
+        with fake.watch(locks, resourceVersion=lock["metadata"]["resourceVersion"]) as w:
+            ev = w.next_event(5)
+            assert ev["type"] == "ERROR" and ev["object"]["code"] == 410
+    finally:
+        fake.stop()
 
 
 # --- workloads and logs ---------------------------------------------------------------------
