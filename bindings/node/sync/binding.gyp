@@ -1,5 +1,5 @@
 # Builds metaparticle_sync.node against libmetaparticle's C ABI.
-# scripts/install.js stages the header and the shared library in .native/
+# scripts/install.js stages the headers and the shared library in .native/
 # first (building the library with CMake when needed); the library is copied
 # next to the addon and found there at run time through RPATH $ORIGIN, so the
 # installed package needs nothing from LD_LIBRARY_PATH.
@@ -8,9 +8,13 @@
     {
       'target_name': 'metaparticle_sync',
       'sources': ['src/addon.cc'],
+      # metaparticle.h and node-addon-api's headers (vendored, so that a
+      # linked folder and an offline tarball build without npm dependencies).
       'include_dirs': ['.native/include'],
-      'dependencies': ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
-      'defines': ['NAPI_VERSION=8'],
+      # What node-addon-api's node_addon_api_except target sets: C++ exceptions.
+      'defines': ['NAPI_VERSION=8', 'NAPI_CPP_EXCEPTIONS'],
+      'cflags!': ['-fno-exceptions'],
+      'cflags_cc!': ['-fno-exceptions'],
       'cflags_cc': ['-std=c++17', '-Wall', '-Wextra'],
       'libraries': ['<(module_root_dir)/.native/lib/libmetaparticle.so.0'],
       'ldflags': ["-Wl,-rpath,'$$ORIGIN'"],
