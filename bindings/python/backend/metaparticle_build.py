@@ -9,7 +9,8 @@ What a build does:
   1. Find libmetaparticle: $METAPARTICLE_LIBRARY (a built libmetaparticle.so*,
      e.g. from the project's CMake build tree), else configure and build the
      `metaparticle` target of the repository this directory lives in, with
-     CMake, in $METAPARTICLE_BUILD_DIR (default: bindings/python/build/core).
+     CMake (scripts/build-core.cmake), in $METAPARTICLE_BUILD_DIR (default:
+     <repo>/build-core, the build the Node and .NET installs share).
   2. Compile src/native.cpp (pybind11) into metaparticle/_native<EXT_SUFFIX>,
      linked against that library with RPATH $ORIGIN.
   3. Write a wheel: the Python package, the extension and the library copied
@@ -20,7 +21,7 @@ Environment variables:
   METAPARTICLE_LIBRARY      use this libmetaparticle.so* instead of building one
   METAPARTICLE_INCLUDE_DIR  directory of metaparticle.h (default: <repo>/include)
   METAPARTICLE_WORK_DIR     where builds are kept (default: bindings/python/build)
-  METAPARTICLE_BUILD_DIR    CMake build directory for the core (default: <work dir>/core)
+  METAPARTICLE_BUILD_DIR    CMake build directory for the core (default: <repo>/build-core)
   PYBIND11_INCLUDE_DIR      pybind11 headers (default: the pybind11 module, else /usr/include)
   CXX, CMAKE, CMAKE_BUILD_PARALLEL_LEVEL   the usual meanings
 """
@@ -177,19 +178,17 @@ def _core_library() -> Path:
             "(pip copied it elsewhere?). Set METAPARTICLE_LIBRARY to a built libmetaparticle.so "
             "and METAPARTICLE_INCLUDE_DIR to the directory of metaparticle.h."
         )
-    build = Path(os.environ.get("METAPARTICLE_BUILD_DIR") or _work_dir() / "core").resolve()
+    # One build of the core per clone, shared with the Node and .NET installs
+    # (scripts/build-core.cmake locks it, so concurrent installs take turns).
+    build = Path(os.environ.get("METAPARTICLE_BUILD_DIR") or root / "build-core").resolve()
     cmake = os.environ.get("CMAKE", "cmake")
-    if not (build / "CMakeCache.txt").exists():
-        _run(
-            [
-                cmake, "-S", str(root), "-B", str(build),
-                "-DCMAKE_BUILD_TYPE=Release",
-                "-DMP_BUILD_TESTS=OFF", "-DMP_BUILD_EXAMPLES=OFF", "-DMP_BUILD_BENCH=OFF",
-            ],
-            "configuring libmetaparticle",
-        )
-    jobs = os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL") or "2"
-    _run([cmake, "--build", str(build), "--target", "metaparticle", "-j", jobs], "building libmetaparticle")
+    _run(
+        [
+            cmake, f"-DSOURCE_DIR={root}", f"-DBUILD_DIR={build}", "-DTARGETS=metaparticle",
+            "-P", str(root / "scripts" / "build-core.cmake"),
+        ],
+        "building libmetaparticle",
+    )
     libs = sorted(build.glob("libmetaparticle/libmetaparticle.so.*.*.*"))
     if not libs:
         raise BuildError(f"the CMake build did not produce {build}/libmetaparticle/libmetaparticle.so.X.Y.Z")
