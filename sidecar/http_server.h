@@ -1,22 +1,36 @@
-// The HTTP face of mp-sidecar: protocol v1 (SPEC section 5) over libmicrohttpd.
+// The HTTP face of mp-sidecar: protocol v1 (README "Protocol") over
+// Boost.Beast on one Asio event loop.
+//
+// Why Beast rather than libmicrohttpd: the sidecar must park thousands of
+// long-polls without a thread each, notice at once when a parked client hangs
+// up, bound how long a request's head and body may take (slowloris), answer
+// 503 + Retry-After past its connection caps instead of closing silently, and
+// reject ambiguous requests (conflicting Content-Length, malformed request
+// lines) with a 400. libmicrohttpd 0.9.75 (Debian 12) watches no suspended
+// socket, has only an idle timeout that every byte resets, closes over-limit
+// connections unanswered and accepts conflicting Content-Length headers.
+// Beast's parser is strict, and Asio gives per-operation deadlines and
+// readiness waits; both are header-only, so the sidecar also stops loading
+// GnuTLS it never used.
+//
+// Threads: one event-loop thread does all socket work. Lock operations run
+// inline on it for a backend that never blocks (memory); for the Kubernetes
+// backends they run on a small worker pool and post their answer back.
 #pragma once
 
 #include <sys/socket.h>
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <utility>
 
 #include "backends/backend.h"
 #include "lock_service.h"
-
-struct MHD_Daemon;
-struct MHD_Connection;
 
 namespace mp::sidecar {
 
@@ -35,16 +49,29 @@ std::string parse_listen(const std::string &text, ListenAddress *out);
 // backend and log line. Returns "" or what is wrong.
 std::string validate_owner(const std::string &owner);
 
+// `s` with every byte outside printable ASCII written as \xNN, so nothing a
+// client sends can forge or break a log line.
+std::string printable(const std::string &s);
+
 struct ServerOptions {
     ListenAddress listen;
     std::string identity;           // owner for requests that name none
     int default_ttl_seconds = 15;   // JSON PUT/POST without ttlSeconds
     int legacy_ttl_seconds = 30;    // empty-bodied PUT/POST (the original clients)
+    size_t max_connections = 20000;              // in total (also bounded by RLIMIT_NOFILE)
+    size_t max_connections_per_address = 12000;  // from one client address
+    std::chrono::milliseconds request_timeout{10000};  // a request's head and body, from its first byte
+    std::chrono::milliseconds idle_timeout{60000};     // a keep-alive connection between requests
+    std::chrono::milliseconds heartbeat{5000};         // session pings
+    int worker_threads = 4;                            // for a blocking backend
+    std::string instance;           // random id of this run, in session hellos
+    bool durable = false;           // whether locks survive this process (session hellos)
 };
 
 class HttpServer {
 public:
     static constexpr size_t kMaxBody = 64 * 1024;
+    static constexpr size_t kMaxHeader = 8 * 1024;
     static constexpr int kMinTtl = 1;
     static constexpr int kMaxTtl = 3600;
 
@@ -56,44 +83,23 @@ public:
     // Bind and start serving; throws std::runtime_error saying why not.
     void start();
     // The URL actually listened on, e.g. "http://127.0.0.1:13131".
-    std::string url() const { return url_; }
+    std::string url() const;
 
-    // Shutdown, in this order: stop_accepting(); (service.begin_shutdown());
-    // wait_idle(); stop().
+    // Shutdown, in this order: stop_accepting(); service.begin_shutdown();
+    // shutdown_sessions(); stop().
     void stop_accepting();
-    // Wait until no request is in progress; false on timeout.
-    bool wait_idle(std::chrono::milliseconds timeout);
+    // Tell every session that the sidecar stops (their holds are lost) and
+    // wait until each has closed its stream (acknowledged: its holds are then
+    // released) or `timeout` passed. Returns how many did not acknowledge.
+    size_t shutdown_sessions(std::chrono::milliseconds timeout);
     void stop();
 
     std::string metrics_text();
 
-    // libmicrohttpd callbacks (public only so the C trampolines can reach them).
-    struct Reply;
-    struct RequestState;
-    int handle(MHD_Connection *conn, const char *url, const char *method, const char *upload_data,
-               size_t *upload_data_size, void **req_state);
-    void completed(void **req_state);
+    struct Impl;
 
 private:
-    Reply dispatch(MHD_Connection *conn, const std::string &method, const std::string &url, const std::string &body);
-    Reply lock_request(MHD_Connection *conn, const std::string &method, const std::string &name,
-                       const std::string &body);
-    int send(MHD_Connection *conn, const std::string &method, const std::string &url, const Reply &reply);
-    void count(const std::string &method, unsigned code);
-
-    LockService &service_;
-    Backend &backend_;
-    ServerOptions opts_;
-    MHD_Daemon *daemon_ = nullptr;
-    int listen_fd_ = -1;
-    bool quiesced_ = false;
-    std::string url_;
-
-    std::mutex mu_;
-    std::condition_variable idle_cv_;
-    int active_ = 0;  // requests between first callback and completion
-    std::map<std::pair<std::string, unsigned>, uint64_t> requests_;  // (method, code) -> count
-    std::atomic<bool> stopping_{false};
+    std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace mp::sidecar

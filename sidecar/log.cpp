@@ -10,7 +10,6 @@ namespace mp::sidecar::log {
 namespace {
 std::atomic<int> g_level{static_cast<int>(Level::Info)};
 std::mutex g_mu;
-std::atomic<Sink> g_sink{nullptr};
 const char *name_of(Level l) {
     switch (l) {
     case Level::Error: return "error";
@@ -37,14 +36,8 @@ Level level() { return static_cast<Level>(g_level.load()); }
 
 bool enabled(Level level) { return static_cast<int>(level) <= g_level.load(std::memory_order_relaxed); }
 
-void set_sink(Sink sink) { g_sink.store(sink); }
-
 void write(Level level, const std::string &message) {
     if (!enabled(level)) return;
-    if (Sink sink = g_sink.load()) {
-        sink(static_cast<int>(level), message.c_str());
-        return;
-    }
     std::string line = mp::rfc3339_now() + " " + name_of(level) + " " + message + "\n";
     std::lock_guard<std::mutex> g(g_mu);
     std::fputs(line.c_str(), stderr);

@@ -17,13 +17,6 @@ bool enabled(Level level);
 // One line per call, prefixed with an RFC 3339 time and the level. Thread-safe.
 void write(Level level, const std::string &message);
 
-// Sends write()'s messages (unprefixed) to `sink` instead of stderr. The
-// Kubernetes backend plugin, which has its own copy of this module, points it
-// at the executable's logger so that there is one level and one writer.
-// `sink` must not throw. Set once, before any thread logs.
-using Sink = void (*)(int level, const char *message);
-void set_sink(Sink sink);
-
 inline void error(const std::string &m) { write(Level::Error, m); }
 inline void warn(const std::string &m) { write(Level::Warn, m); }
 inline void info(const std::string &m) { write(Level::Info, m); }

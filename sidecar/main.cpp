@@ -2,20 +2,24 @@
 // machine) that answers the HTTP lock protocol (SPEC section 5) and stores lock
 // records in a backend: memory (default), Kubernetes custom resources, or
 // Kubernetes Leases.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <openssl/rand.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "backends/backend.h"
-#include "backends/plugin_loader.h"
 #include "http_server.h"
 #include "lock_service.h"
 #include "log.h"
 #include "metaparticle.h"
+#include "run_state.h"
 
 namespace sc = mp::sidecar;
 
@@ -25,6 +29,38 @@ std::string host_name() {
     char host[256] = {0};
     if (gethostname(host, sizeof host - 1) != 0 || !host[0]) return "localhost";
     return host;
+}
+
+std::string random_hex(size_t bytes) {
+    std::string out;
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < bytes; ++i) {
+        unsigned char b = 0;
+        RAND_bytes(&b, 1);
+        out += hex[b >> 4];
+        out += hex[b & 15];
+    }
+    return out;
+}
+
+// The run marker's name for a fixed listen address; "" for port 0.
+std::string marker_name(const sc::ListenAddress &la) {
+    char host[64] = {0};
+    unsigned port;
+    if (la.addr.ss_family == AF_INET6) {
+        const auto *a = reinterpret_cast<const sockaddr_in6 *>(&la.addr);
+        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+        port = ntohs(a->sin6_port);
+    } else {
+        const auto *a = reinterpret_cast<const sockaddr_in *>(&la.addr);
+        inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+        port = ntohs(a->sin_port);
+    }
+    if (port == 0) return "";
+    std::string name = std::string("run-") + host + "-" + std::to_string(port);
+    for (char &c : name)
+        if (c == ':') c = '_';
+    return name;
 }
 
 int usage_error(const std::string &message) {
@@ -42,6 +78,10 @@ int main(int argc, char **argv) {
     int ttl = 15;
     sc::KubeBackendOptions kube;
     bool no_install_crd = false;
+    std::string state_dir = sc::RunState::default_dir();
+    size_t max_locks = 65536;
+    double reclaim_after = 30;
+    sc::ServerOptions sopts;
 
     CLI::App app{
         "mp-sidecar: the Metaparticle lock service.\n"
@@ -80,14 +120,46 @@ int main(int argc, char **argv) {
                    "PUTs of the original clients always get 30).")
         ->check(CLI::Range(sc::HttpServer::kMinTtl, sc::HttpServer::kMaxTtl))
         ->default_val(ttl);
+    app.add_option("--state-dir", state_dir,
+                   "Backend memory: where the token epoch (a machine-wide counter) and the run marker live, so "
+                   "fencing tokens keep increasing across restarts and a restart after a crash grants nothing until "
+                   "the holders from before have noticed their loss.")
+        ->default_str(state_dir);
+    app.add_option("--max-locks", max_locks,
+                   "Backend memory: the most lock names kept at once; past it, creating a lock answers 503 "
+                   "TooManyLocks.")
+        ->check(CLI::Range(size_t{1}, size_t{100000000}))
+        ->default_val(max_locks);
+    app.add_option("--reclaim-after", reclaim_after,
+                   "Backend memory: forget a released lock after this many seconds (its fencing tokens keep "
+                   "increasing: they come from one counter per run).")
+        ->check(CLI::Range(0.0, 86400.0))
+        ->default_val(reclaim_after);
+    app.add_option("--max-connections", sopts.max_connections,
+                   "Most client connections at once (also bounded by the descriptor limit); past it, new "
+                   "connections are answered 503 Overloaded with Retry-After.")
+        ->check(CLI::Range(size_t{1}, size_t{1000000}))
+        ->default_val(sopts.max_connections);
+    app.add_option("--max-connections-per-address", sopts.max_connections_per_address,
+                   "Most client connections at once from one address.")
+        ->check(CLI::Range(size_t{1}, size_t{1000000}))
+        ->default_val(sopts.max_connections_per_address);
+    double request_timeout = 10;
+    app.add_option("--request-timeout", request_timeout,
+                   "Seconds a client has to send a request's head and body once it started (slow clients are "
+                   "answered 408 and closed).")
+        ->check(CLI::Range(0.1, 3600.0))
+        ->default_val(request_timeout);
     app.add_option("--log-level", log_level, "Logging to stderr: error, warn, info or debug.")
         ->check(CLI::IsMember({"error", "warn", "warning", "info", "debug"}))
         ->default_str(log_level);
     app.footer(
-        "HTTP API: GET/PUT/POST/DELETE /locks/{name} (PUT body {\"owner\",\"ttlSeconds\"}, ?wait=SECONDS\n"
-        "long-polls up to 300 s; DELETE ?owner=), GET /locks, /healthz, /readyz, /metrics.\n"
-        "On SIGTERM or SIGINT the sidecar stops accepting requests, answers waiting requests 503,\n"
-        "releases every lock acquired through it, and exits 0.\n"
+        "HTTP API: GET/PUT/POST/DELETE /locks/{name} (PUT body {\"owner\",\"ttlSeconds\",\"session\"},\n"
+        "?wait=SECONDS long-polls up to 300 s; DELETE ?owner=&token=), GET /locks[?limit=&continue=],\n"
+        "GET /session (a client process's session stream), /healthz, /readyz, /metrics.\n"
+        "On SIGTERM or SIGINT the sidecar stops accepting requests, answers waiting requests 503, tells\n"
+        "every session its locks are lost, releases the locks of the sessions that acknowledge (close),\n"
+        "leaves the others to expire by their TTL (their holders could not be told first), and exits 0.\n"
         "Exit codes: 0 clean shutdown, 1 could not start (backend or listen address), 2 bad usage.");
 
     try {
@@ -107,9 +179,9 @@ int main(int argc, char **argv) {
     sc::log::set_level(level);
 
     if (std::string why = sc::validate_owner(identity); !why.empty()) return usage_error("--identity: " + why);
-    sc::ServerOptions sopts;
     if (std::string why = sc::parse_listen(listen, &sopts.listen); !why.empty()) return usage_error("--listen: " + why);
     sopts.identity = identity;
+    sopts.request_timeout = std::chrono::milliseconds(static_cast<int64_t>(request_timeout * 1000));
     sopts.default_ttl_seconds = ttl;
     kube.install_crd = !no_install_crd;
     if (backend_name == "memory") {
@@ -127,17 +199,36 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);  // a client hanging up must not kill the sidecar
 
     std::unique_ptr<sc::Backend> backend;
+    std::optional<sc::RunState> run_state;
+    sc::ServiceOptions service_opts;
     try {
-        if (backend_name == "memory")
-            backend = sc::make_memory_backend();
-        else  // kubernetes, lease: from the plugin, loaded only now
-            backend = sc::make_kube_backend(backend_name, kube);
+        if (backend_name == "memory") {
+            run_state.emplace(state_dir, marker_name(sopts.listen));
+            backend = sc::make_memory_backend(run_state->epoch(), max_locks);
+            service_opts.reclaim_after = std::chrono::milliseconds(static_cast<int64_t>(reclaim_after * 1000));
+            if (int grace = run_state->grace_seconds(); grace > 0) {
+                service_opts.grace_until = mp::MonoClock::now() + std::chrono::seconds(grace);
+                sc::log::warn("the previous mp-sidecar on this address stopped without releasing its locks (a crash?); "
+                              "granting no lock for " + std::to_string(grace) +
+                              " s, until every holder from before has noticed its loss");
+            }
+        } else if (backend_name == "kubernetes") {
+            backend = sc::make_crd_backend(kube);
+        } else {
+            backend = sc::make_lease_backend(kube);
+        }
     } catch (const std::exception &e) {
         std::fprintf(stderr, "mp-sidecar: cannot set up the %s backend: %s\n", backend_name.c_str(), e.what());
         return 1;
     }
+    sopts.instance = random_hex(8);
+    sopts.durable = backend_name != "memory";
 
-    sc::LockService service(*backend);
+    sc::LockService service(*backend, service_opts);
+    if (run_state) {
+        sc::RunState *rs = &*run_state;
+        service.set_grant_hook([rs](const sc::LockRecord &rec) { rs->note_ttl(rec.ttl_seconds); });
+    }
     try {
         backend->start([&service](const std::string &name) { service.notify_changed(name); });
     } catch (const std::exception &e) {
@@ -161,13 +252,22 @@ int main(int argc, char **argv) {
     sigwait(&stop_signals, &sig);
     sc::log::info(std::string("received ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") + "; shutting down");
 
+    // No lock goes to anyone else before its holder has been told: sessions
+    // hear "shutdown" and acknowledge by closing, which releases their locks;
+    // locks of holders that cannot be told are left to expire by their TTL.
     server.stop_accepting();
     service.begin_shutdown();  // long-polls answer 503 now
-    if (!server.wait_idle(std::chrono::seconds(10)))
-        sc::log::warn("some requests were still running after 10 s; closing their connections");
+    const uint64_t released_before = service.stats().session_releases;
+    const size_t sessions = service.sessions().size();
+    const size_t unacked = server.shutdown_sessions(std::chrono::seconds(5));
+    const uint64_t released = service.stats().session_releases - released_before;
+    const uint64_t left = service.stats().locks_held;
     server.stop();
-    int released = service.release_all();
     backend->stop();
-    sc::log::info("stopped (released " + std::to_string(released) + " lock" + (released == 1 ? "" : "s") + ")");
+    if (run_state && left == 0) run_state->clean_exit();
+    sc::log::info("stopped: released " + std::to_string(released) + " lock(s) of " + std::to_string(sessions - unacked) +
+                  " session(s) that acknowledged the shutdown; " + std::to_string(left) +
+                  " lock(s) left to expire by their TTL (held without a session, or by " + std::to_string(unacked) +
+                  " session(s) that did not acknowledge)");
     return 0;
 }

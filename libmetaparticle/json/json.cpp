@@ -6,6 +6,23 @@ namespace mp::json {
 
 Ptr parse(const std::string &text) { return Ptr(cJSON_ParseWithLength(text.data(), text.size())); }
 
+Ptr parse_exact(const std::string &text) {
+    // cJSON decodes \u0000 into a C string, which ends there: "a\u0000b" would read as "a".
+    for (size_t i = text.find("\\u"); i != std::string::npos; i = text.find("\\u", i + 2))
+        if (text.compare(i + 2, 4, "0000") == 0) {
+            // Not an escaped backslash followed by "u0000"? Count the backslashes before it.
+            size_t k = i;
+            while (k > 0 && text[k - 1] == '\\') --k;
+            if ((i - k) % 2 == 0) return nullptr;
+        }
+    const char *end = nullptr;
+    Ptr p(cJSON_ParseWithLengthOpts(text.data(), text.size(), &end, false));
+    if (!p || !end) return nullptr;
+    for (const char *c = end; c < text.data() + text.size(); ++c)
+        if (*c != ' ' && *c != '\t' && *c != '\r' && *c != '\n') return nullptr;
+    return p;
+}
+
 std::string print(const cJSON *j) {
     if (!j) return "null";
     char *s = cJSON_PrintUnformatted(j);

@@ -18,6 +18,10 @@ using Ptr = std::unique_ptr<cJSON, Deleter>;
 
 // Parse `text`; returns an empty Ptr if it is not valid JSON.
 Ptr parse(const std::string &text);
+// Like parse(), but `text` must be exactly one JSON value, with nothing but
+// white space after it (no trailing data, no NUL byte), and no string in it
+// may contain an escaped NUL (\u0000), which cJSON would silently cut.
+Ptr parse_exact(const std::string &text);
 // Compact text of `j` ("null" for nullptr).
 std::string print(const cJSON *j);
 

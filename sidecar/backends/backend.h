@@ -32,6 +32,13 @@ public:
     using std::runtime_error::runtime_error;
 };
 
+// A limit of the backend was reached (the memory backend's cap on lock
+// names). Answered 503 with reason TooManyLocks, not as a backend failure.
+class LimitError : public BackendError {
+public:
+    using BackendError::BackendError;
+};
+
 class Backend {
 public:
     virtual ~Backend() = default;
@@ -59,9 +66,28 @@ public:
 
     // Whether the backend is usable now (for /readyz); `why` says why not.
     virtual bool ready(std::string *why) = 0;
+
+    // The fencing token for a new hold of a record whose token is `current`
+    // (0: no record yet). Must be greater than `current`. Backends whose
+    // counter lives outside the record (memory: one counter per run, in a
+    // new epoch each run) return more.
+    virtual uint64_t next_token(uint64_t current) { return current + 1; }
+    // Delete `rec` if it is still free and unchanged (rec.version current).
+    // Only for backends whose token counter does not live in the record;
+    // the others keep every record (default: false, nothing deleted).
+    virtual bool reclaim(const LockRecord &rec) {
+        (void)rec;
+        return false;
+    }
+    // Whether calls may block on the network (Kubernetes): the HTTP server
+    // then runs them on worker threads instead of its event loop.
+    virtual bool blocking() const { return true; }
 };
 
-std::unique_ptr<Backend> make_memory_backend();
+// `epoch`: tokens of this run are (epoch << 32) + n, so they keep growing
+// across restarts when each run gets a larger epoch (state_file.h).
+// `max_locks`: cap on lock names (LimitError past it).
+std::unique_ptr<Backend> make_memory_backend(uint64_t epoch = 0, size_t max_locks = 65536);
 
 // Options of both Kubernetes backends.
 struct KubeBackendOptions {
@@ -71,8 +97,6 @@ struct KubeBackendOptions {
     bool install_crd = true; // custom-resource backend: create the CRD when missing
 };
 
-// Defined in the plugin mp-sidecar-kubernetes.so, not in the executable, which
-// reaches them through make_kube_backend() (plugin_loader.h).
 std::unique_ptr<Backend> make_crd_backend(const KubeBackendOptions &opts);    // --backend=kubernetes
 std::unique_ptr<Backend> make_lease_backend(const KubeBackendOptions &opts);  // --backend=lease
 

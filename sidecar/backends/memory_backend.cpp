@@ -2,6 +2,14 @@
 // machine without a cluster. Versions come from one counter, so every write
 // gets a version no earlier write had (compare-and-swap stays sound even if a
 // record is replaced several times between a read and an update).
+//
+// Fencing tokens come from one counter per run, not from the record: token =
+// (epoch << 32) + n. Each run starts in a larger epoch (state_file.h), so a
+// token granted after a restart is larger than any granted before it, and a
+// released record can be deleted (reclaim) without its name's tokens ever
+// going back.
+#include <malloc.h>
+
 #include <map>
 #include <mutex>
 
@@ -12,6 +20,8 @@ namespace {
 
 class MemoryBackend final : public Backend {
 public:
+    MemoryBackend(uint64_t epoch, size_t max_locks) : token_base_(epoch << 32), max_locks_(max_locks) {}
+
     std::string describe() const override { return "memory (locks live in this process only)"; }
 
     // Nothing changes outside this process, so `on_change` is never called:
@@ -30,6 +40,10 @@ public:
     StoreResult create(LockRecord *rec) override {
         std::lock_guard<std::mutex> g(mu_);
         if (records_.count(rec->name)) return StoreResult::Conflict;
+        if (records_.size() >= max_locks_)
+            throw LimitError("mp-sidecar already keeps " + std::to_string(max_locks_) +
+                             " locks (--max-locks); release some (released locks are forgotten after a while) "
+                             "or raise the limit");
         rec->version = next_version();
         records_.emplace(rec->name, *rec);
         return StoreResult::Ok;
@@ -55,16 +69,41 @@ public:
 
     bool ready(std::string *) override { return true; }
 
+    uint64_t next_token(uint64_t current) override {
+        std::lock_guard<std::mutex> g(mu_);
+        uint64_t t = token_base_ + ++tokens_;
+        return t > current ? t : current + 1;
+    }
+
+    bool reclaim(const LockRecord &rec) override {
+        std::lock_guard<std::mutex> g(mu_);
+        auto it = records_.find(rec.name);
+        if (it == records_.end() || it->second.version != rec.version || !it->second.owner.empty()) return false;
+        records_.erase(it);
+        // Give freed pages back after a large batch of names went away, so
+        // the footprint returns near idle (glibc keeps them otherwise).
+        if (++reclaimed_ % 4096 == 0) malloc_trim(0);
+        return true;
+    }
+
+    bool blocking() const override { return false; }
+
 private:
     std::string next_version() { return std::to_string(++counter_); }
 
+    const uint64_t token_base_;
+    const size_t max_locks_;
     std::mutex mu_;
     std::map<std::string, LockRecord> records_;
     uint64_t counter_ = 0;
+    uint64_t tokens_ = 0;
+    uint64_t reclaimed_ = 0;
 };
 
 }  // namespace
 
-std::unique_ptr<Backend> make_memory_backend() { return std::make_unique<MemoryBackend>(); }
+std::unique_ptr<Backend> make_memory_backend(uint64_t epoch, size_t max_locks) {
+    return std::make_unique<MemoryBackend>(epoch, max_locks);
+}
 
 }  // namespace mp::sidecar

@@ -17,6 +17,11 @@ import time
 
 import pytest
 
+# One state directory (token epoch, run markers) for every sidecar this test
+# process starts, so a sidecar restarted on the same port finds its marker
+# while nothing touches the user's ~/.local/state.
+STATE_DIR = tempfile.mkdtemp(prefix="mp-sidecar-state-")
+
 STARTUP_RE = re.compile(r"^mp-sidecar listening on http://127\.0\.0\.1:(\d+) \(backend: .+\)$")
 # Generous: these only bound how long a broken sidecar can stall a test, and
 # the suites run on busy machines.
@@ -73,7 +78,8 @@ class Sidecar:
     the startup line."""
 
     def __init__(self, args=(), port=0, preexec_fn=None):
-        self.args = [sidecar_binary(), "--listen", f"127.0.0.1:{port}", *args]
+        state = [] if "--state-dir" in args else ["--state-dir", STATE_DIR]
+        self.args = [sidecar_binary(), "--listen", f"127.0.0.1:{port}", *state, *args]
         self.stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=self.stderr, preexec_fn=preexec_fn)
         self.port = None
