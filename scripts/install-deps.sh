@@ -5,8 +5,8 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake pkg-config curl ca-certificates openssl procps
-  libcurl4-openssl-dev libcjson-dev libmicrohttpd-dev libyaml-dev libcli11-dev
-  libssl-dev zlib1g-dev libdeflate-dev libcmocka-dev
+  libcurl4-openssl-dev libcjson-dev libyaml-dev libcli11-dev
+  libssl-dev zlib1g-dev libdeflate-dev libcmocka-dev libboost-dev
   # Fuzz targets (scripts/fuzz.sh): clang with libFuzzer and the sanitizer runtimes
   clang-14 libclang-rt-14-dev
   python3 python3-pytest python3-yaml python3-pip pybind11-dev python3-dev

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <string>
@@ -36,6 +37,8 @@ struct Request {
     // Checked while the transfer runs; when it becomes true the transfer is
     // aborted and request() throws Error(MP_ECANCELED).
     const std::atomic<bool> *cancel = nullptr;
+    // Called now and then while the body is sent: (bytes sent, body size).
+    std::function<void(uint64_t sent, uint64_t total)> on_upload;
 };
 
 struct Response {
