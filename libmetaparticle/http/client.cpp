@@ -55,8 +55,9 @@ size_t on_header(char *ptr, size_t size, size_t nmemb, void *userdata) {
     return n;
 }
 
-int on_progress(void *userdata, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+int on_progress(void *userdata, curl_off_t, curl_off_t, curl_off_t ultotal, curl_off_t ulnow) {
     auto *t = static_cast<Transfer *>(userdata);
+    if (t->req->on_upload && ultotal > 0) t->req->on_upload(static_cast<uint64_t>(ulnow), static_cast<uint64_t>(ultotal));
     return (t->req->cancel && t->req->cancel->load()) ? 1 : 0;
 }
 
@@ -158,7 +159,7 @@ Response Client::request(const Request &req) {
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(c, CURLOPT_XFERINFODATA, &t);
-    curl_easy_setopt(c, CURLOPT_NOPROGRESS, req.cancel ? 0L : 1L);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, req.cancel || req.on_upload ? 0L : 1L);
     curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_cloexec_socket);
     if (req.timeout_ms > 0) curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, req.timeout_ms);

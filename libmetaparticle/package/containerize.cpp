@@ -1,11 +1,13 @@
 #include "package/containerize.h"
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <mutex>
 
 #include "common/error.h"
@@ -15,8 +17,10 @@
 #include "package/image.h"
 #include "package/kubernetes.h"
 #include "package/options.h"
+#include "package/progress.h"
 #include "package/registry.h"
 #include "package/render.h"
+#include "package/yaml_out.h"
 
 namespace mp::package {
 namespace {
@@ -72,8 +76,13 @@ int containerize(const std::string &options_json, const std::function<int()> &ma
     std::unique_lock<std::mutex> lk(g_running, std::try_to_lock);
     if (!lk.owns_lock()) throw Error(MP_ESTATE, "containerize is already running in this process");
 
-    auto log = [&o](const std::string &m) {
-        if (!o.quiet) std::fprintf(stderr, "containerize: %s\n", m.c_str());
+    // Progress: a bar on a terminal, periodic lines otherwise, nothing when quiet.
+    std::unique_ptr<ProgressPrinter> progress;
+    if (!o.quiet) progress = std::make_unique<ProgressPrinter>(::isatty(STDERR_FILENO) == 1);
+    auto log = [&o, &progress](const std::string &m) {
+        if (o.quiet) return;
+        if (progress) progress->clear();
+        std::fprintf(stderr, "containerize: %s\n", m.c_str());
     };
     if (o.dry_run) {
         BuildSettings s;
@@ -81,11 +90,11 @@ int containerize(const std::string &options_json, const std::function<int()> &ma
         Image img = build_image(o, s);
         for (const auto &w : img.warnings) log("warning: " + w);
         auto out = render_all(o, img);
-        char *text = cJSON_Print(out.get());
-        if (!text) throw std::bad_alloc();
-        std::fprintf(stdout, "%s\n", text);
+        // YAML that `kubectl apply -f -` takes; the image config rides along
+        // in comments.
+        std::string text = dry_run_yaml(out.get(), img.warnings);
+        std::fwrite(text.data(), 1, text.size(), stdout);
         std::fflush(stdout);
-        cJSON_free(text);
         return 0;
     }
 
@@ -96,13 +105,14 @@ int containerize(const std::string &options_json, const std::function<int()> &ma
     else kubernetes_preflight(o);
     BuildSettings s;
     s.log = log;
+    if (progress) s.progress = progress->fn();
     // Layers built by earlier runs are reused from the user's cache dir:
     // rebuilding the libraries layer on every start would dominate.
     s.cache_dir = default_layer_cache_dir();
     Image img = build_image(o, s);
     for (const auto &w : img.warnings) log("warning: " + w);
     if (g_interrupted) return 0;
-    if (o.publish) push_image(img, log);
+    if (o.publish) push_image(img, log, progress ? progress->fn() : ProgressFn{});
     if (g_interrupted) return 0;
     if (o.runner == Runner::Kubernetes) return run_kubernetes(o, img, log, g_interrupted);
     // docker load needs every layer; a pull (publish) gets them from the registry.
@@ -118,11 +128,10 @@ std::string containerize_render(const std::string &options_json) {
     s.cache_dir = default_layer_cache_dir();
     Image img = build_image(o, s);
     auto out = render_all(o, img);
-    if (!img.warnings.empty()) {
-        auto w = json::array();
-        for (const auto &s : img.warnings) cJSON_AddItemToArray(w.get(), cJSON_CreateString(s.c_str()));
-        json::set(out.get(), "warnings", std::move(w));
-    }
+    // Always present (possibly empty), so every binding returns the same keys.
+    auto w = json::array();
+    for (const auto &s : img.warnings) cJSON_AddItemToArray(w.get(), cJSON_CreateString(s.c_str()));
+    json::set(out.get(), "warnings", std::move(w));
     return json::print(out.get());
 }
 

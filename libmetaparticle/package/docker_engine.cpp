@@ -7,6 +7,7 @@
 
 #include "common/error.h"
 #include "package/digest.h"
+#include "package/registry.h"
 #include "package/tar.h"
 
 namespace mp::package {
@@ -122,24 +123,51 @@ std::string Engine::load(const std::string &archive) {
     return status;
 }
 
-void Engine::pull(const std::string &reference, const std::string &registry_auth) {
-    std::string image = reference, tag;
-    auto at = reference.find('@');
-    auto colon = reference.rfind(':');
-    if (at == std::string::npos && colon != std::string::npos && reference.find('/', colon) == std::string::npos) {
-        image = reference.substr(0, colon);
-        tag = reference.substr(colon + 1);
+bool Engine::is_podman() {
+    if (podman_ >= 0) return podman_ == 1;
+    http::Request req;
+    req.url = url("/version");
+    req.timeout_ms = 10000;
+    auto r = call(req, "report its version");
+    podman_ = 0;
+    if (r.status != 200) return false;
+    auto j = json::parse(r.body);
+    const cJSON *c;
+    cJSON_ArrayForEach(c, json::get_array(j.get(), "Components")) {
+        if (json::get_string(c, "Name").value_or("").find("Podman") != std::string::npos) podman_ = 1;
     }
+    return podman_ == 1;
+}
+
+void Engine::pull(const std::string &reference, const std::string &registry_auth, bool plain_http) {
     http::Request req;
     req.method = "POST";
-    req.url = url("/images/create?fromImage=" + http::url_escape(image) + (tag.empty() ? "" : "&tag=" + http::url_escape(tag)));
+    if (plain_http && is_podman()) {
+        req.url = base_ + "/v4.0.0/libpod/images/pull?reference=" + http::url_escape(reference) +
+                  "&tlsVerify=false&quiet=true";
+    } else {
+        std::string image = reference, tag;
+        auto at = reference.find('@');
+        auto colon = reference.rfind(':');
+        if (at == std::string::npos && colon != std::string::npos && reference.find('/', colon) == std::string::npos) {
+            image = reference.substr(0, colon);
+            tag = reference.substr(colon + 1);
+        }
+        req.url = url("/images/create?fromImage=" + http::url_escape(image) + (tag.empty() ? "" : "&tag=" + http::url_escape(tag)));
+    }
     if (!registry_auth.empty()) req.headers.push_back("X-Registry-Auth: " + registry_auth);
     req.timeout_ms = 30 * 60 * 1000;
     auto r = call(req, "pull " + reference);
     if (r.status != 200) throw_for(r, "pull " + reference);
     std::string err = stream_error(r.body, nullptr);
-    if (!err.empty())
-        throw Error(MP_EENGINE, "the container engine at " + host_ + " could not pull " + reference + ": " + err);
+    if (!err.empty()) {
+        std::string hint;
+        if (err.find("HTTP response to HTTPS client") != std::string::npos)
+            hint = "; the registry speaks plain HTTP: mark it insecure for the engine (Podman: a [[registry]] entry "
+                   "with location = \"" + parse_image_ref(reference).registry +
+                   "\" and insecure = true in registries.conf; Docker: \"insecure-registries\" in daemon.json)";
+        throw Error(MP_EENGINE, "the container engine at " + host_ + " could not pull " + reference + ": " + err + hint);
+    }
 }
 
 std::string Engine::image_id(const std::string &name) {

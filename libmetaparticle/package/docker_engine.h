@@ -36,8 +36,15 @@ public:
     // reports it loaded (may be "").
     std::string load(const std::string &archive);
     // POST /images/create?fromImage=...; `registry_auth` is the
-    // X-Registry-Auth header value ("" for none).
-    void pull(const std::string &reference, const std::string &registry_auth);
+    // X-Registry-Auth header value ("" for none). `plain_http`: the registry
+    // speaks HTTP, not HTTPS (one on loopback). Docker already pulls from
+    // loopback registries over HTTP; Podman's Docker-compatible pull has no
+    // such rule and no option, so for Podman the pull goes through its own
+    // API (/libpod/images/pull?tlsVerify=false), as `podman pull
+    // --tls-verify=false` does.
+    void pull(const std::string &reference, const std::string &registry_auth, bool plain_http = false);
+    // Whether the engine is Podman (GET /version names "Podman Engine").
+    bool is_podman();
     // The image's ID, or "" when the engine does not have it.
     std::string image_id(const std::string &name_or_id);
 
@@ -65,6 +72,7 @@ private:
 
     std::string host_;
     std::string base_;  // http://localhost or http://host:port
+    int podman_ = -1;   // is_podman(): -1 not asked yet
     http::Client http_;
 };
 

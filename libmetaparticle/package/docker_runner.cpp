@@ -98,7 +98,7 @@ int run_docker(const Options &o, const Image &image, const std::function<void(co
     std::string image_id;
     if (o.publish) {
         say("pulling " + image.reference + " through the container engine at " + host);
-        engine.pull(image.reference, registry_auth_header(image.reference));
+        engine.pull(image.reference, registry_auth_header(image.reference), parse_image_ref(image.reference).plain_http);
         image_id = engine.image_id(image.reference);
     } else {
         say("loading " + image.reference + " into the container engine at " + host);

@@ -206,6 +206,50 @@ bool is_dependency_path(const std::string &path) {
     return false;
 }
 
+bool exists_path(const std::string &p) {
+    struct stat st;
+    return ::stat(p.c_str(), &st) == 0;
+}
+
+bool has_python_stdlib(const std::string &prefix) {
+    // <prefix>/lib/pythonX.Y/os.py
+    DIR *d = ::opendir((prefix + "/lib").c_str());
+    if (!d) return false;
+    bool found = false;
+    while (struct dirent *e = ::readdir(d)) {
+        std::string n = e->d_name;
+        if (n.rfind("python", 0) == 0 && exists_path(prefix + "/lib/" + n + "/os.py")) found = true;
+    }
+    ::closedir(d);
+    return found;
+}
+
+// The installation an interpreter command belongs to, wherever it was
+// installed (pyenv, conda, /usr/local, nvm, a dotnet outside /usr): its
+// prefix holds the runtime (standard library, framework), which changes with
+// the runtime, not with the app. "" when the command is no such interpreter
+// (a native program is the app itself).
+std::string runtime_root(const std::string &command) {
+    char *real = ::realpath(command.c_str(), nullptr);
+    if (!real) return "";
+    std::string exe = real;
+    std::free(real);
+    std::string dir = exe.substr(0, exe.rfind('/'));
+    // .NET: the dotnet host sits at the top of its installation.
+    if (exists_path(dir + "/shared/Microsoft.NETCore.App")) return dir;
+    if (dir.size() < 4 || dir.compare(dir.size() - 4, 4, "/bin") != 0) return "";
+    std::string prefix = dir.substr(0, dir.size() - 4);
+    if (prefix.empty()) return "";
+    if (exists_path(prefix + "/conda-meta") || has_python_stdlib(prefix)) return prefix;   // Python, conda
+    if (exists_path(prefix + "/include/node/node.h") || exists_path(prefix + "/lib/node_modules/npm"))
+        return prefix;  // Node (nvm, /usr/local, a tarball)
+    return "";
+}
+
+bool under(const std::string &path, const std::string &dir) {
+    return !dir.empty() && path.size() > dir.size() && path.compare(0, dir.size(), dir) == 0 && path[dir.size()] == '/';
+}
+
 Layer make_layer(const Rootfs &fs, const std::string &description, int64_t mtime, const BuildSettings &s,
                  const std::function<bool(const std::string &)> &skip) {
     if (!s.use_cache) return build_layer(fs, description, mtime, s, skip);
@@ -248,6 +292,15 @@ Layer build_layer(const Rootfs &fs, const std::string &description, int64_t mtim
     Layer layer;
     layer.description = description;
     Sha256 uncompressed_hash, compressed_hash;
+    // Progress by bytes of tar written against the files' total size (the
+    // tar headers make the end overshoot a little: clamped).
+    uint64_t expected = 0, next_report = 0;
+    if (s.progress) {
+        for (const auto &kv : fs.entries())
+            if (kv.second.type == RootfsEntry::File && !(skip && skip(kv.first)))
+                expected += kv.second.host_path.empty() ? kv.second.content.size() : kv.second.size;
+        s.progress("building layer " + description, 0, expected + 1);
+    }
     std::string &gz = layer.blob.data;
     GzipWriter gzip(
         [&](const char *d, size_t n) {
@@ -259,11 +312,16 @@ Layer build_layer(const Rootfs &fs, const std::string &description, int64_t mtim
         [&](const char *d, size_t n) {
             uncompressed_hash.update(d, n);
             layer.uncompressed_size += n;
+            if (s.progress && layer.uncompressed_size >= next_report) {
+                next_report = layer.uncompressed_size + 256 * 1024;
+                s.progress("building layer " + description, std::min(layer.uncompressed_size, expected), expected + 1);
+            }
             if (s.keep_uncompressed) layer.uncompressed.append(d, n);
             gzip.write(d, n);
         },
         mtime, skip);
     gzip.finish();
+    if (s.progress) s.progress("building layer " + description, expected + 1, expected + 1);
     layer.blob.media_type = media::kLayerGzip;
     layer.blob.digest = compressed_hash.digest();
     layer.diff_id = uncompressed_hash.digest();
@@ -362,8 +420,15 @@ Image build_image(const Options &o, const BuildSettings &s) {
     };
     system_files.set_file_hook(elf_hook);
     app.set_file_hook(elf_hook);
+    // An interpreter's installation outside the system directories (pyenv,
+    // conda, nvm, /usr/local...) is runtime too; but what pip or npm put in
+    // it (site-packages, node_modules) goes with the app's dependencies.
+    const std::string interpreter_root = in_system_directory(o.command[0]) ? "" : runtime_root(o.command[0]);
     auto add_same_path = [&](const std::string &path, const std::string &what) {
-        (in_system_directory(path) ? system_files : app).add_same_path(path, what);
+        const std::string p = normalize_path(path);
+        bool system = in_system_directory(p) || (under(p, interpreter_root) && !is_dependency_path(p)) ||
+                      (!interpreter_root.empty() && p == interpreter_root);
+        (system ? system_files : app).add_same_path(path, what);
     };
     struct stat st;
     if (::stat(o.command[0].c_str(), &st) == 0) {
@@ -411,6 +476,13 @@ Image build_image(const Options &o, const BuildSettings &s) {
     for (const auto &w : system_files.warnings()) img.warnings.push_back(w);
     for (const auto &w : app.warnings()) img.warnings.push_back(w);
     for (const auto &w : runtime.warnings()) img.warnings.push_back(w);
+    for (const Rootfs *fs : {&system_files, &app}) {
+        for (const auto &link : fs->dir_links()) {
+            if (system_files.covers(link.second) || app.covers(link.second)) continue;  // copied after all
+            img.warnings.push_back(link.first + " links to the directory " + link.second +
+                                   ", which is not copied; add it to \"include\" if the program needs it");
+        }
+    }
 
     // Base layers first, ours on top. The runtime layer is still added: the
     // program's library closure comes from this host, not from the base.
@@ -433,6 +505,12 @@ Image build_image(const Options &o, const BuildSettings &s) {
     // The app's dependencies (node_modules, site-packages) change less often
     // than its own code: a layer of their own, below the app's.
     Rootfs dependencies = app.extract(is_dependency_path);
+    // A directory of the interpreter's installation that was included whole
+    // (a stdlib with site-packages inside) brings its dependencies along.
+    if (!interpreter_root.empty())
+        dependencies.merge(system_files.extract([&](const std::string &p) {
+            return under(p, interpreter_root) && is_dependency_path(p);
+        }));
     for (auto [fs, description] : {std::pair<const Rootfs *, const char *>{&system_files, "system"},
                                    {&dependencies, "dependencies"},
                                    {&app, "app"}}) {

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "package/options.h"
+#include "package/progress.h"
 
 namespace mp::package {
 
@@ -80,6 +81,8 @@ struct BuildSettings {
     std::string cache_dir;
     std::string ld_so_cache = "/etc/ld.so.cache";
     std::function<void(const std::string &)> log;  // progress; may be empty
+    // Byte-level progress of each layer being compressed ("layer app"); may be empty.
+    ProgressFn progress;
 };
 
 // The mtime of every entry and the config's "created": $SOURCE_DATE_EPOCH

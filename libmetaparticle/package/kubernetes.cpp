@@ -2,6 +2,8 @@
 // in kube_runner.cpp, pod tracking and logs in kube_pods.cpp.
 #include "package/kubernetes.h"
 
+#include <cstring>
+
 #include "common/error.h"
 #include "package/kube_runner.h"
 
@@ -166,6 +168,20 @@ std::string kubernetes_image(const Image &image) {
     return image.reference + "@" + image.manifest.digest;
 }
 
+// The configuration loader is shared with mp-sidecar, whose hints name its
+// --kubeconfig flag; containerize has no such option (it reads KUBECONFIG),
+// so those hints are reworded to what a containerize user can do.
+static std::string without_kubeconfig_flag(std::string m) {
+    for (const char *flag : {"pass an existing file with --kubeconfig or set KUBECONFIG", "pass --kubeconfig FILE or set KUBECONFIG",
+                             "pass --kubeconfig or set KUBECONFIG"}) {
+        for (size_t at; (at = m.find(flag)) != std::string::npos;)
+            m.replace(at, std::strlen(flag), "set KUBECONFIG to an existing kubeconfig file");
+    }
+    for (const char *flag : {" or pass --kubeconfig"})
+        for (size_t at; (at = m.find(flag)) != std::string::npos;) m.erase(at, std::strlen(flag));
+    return m;
+}
+
 std::unique_ptr<kube::Client> make_kube_client(const Options &o) {
     kube::LoadOptions lo;
     lo.namespace_ = o.ns;
@@ -173,7 +189,8 @@ std::unique_ptr<kube::Client> make_kube_client(const Options &o) {
     try {
         cfg = kube::load_config(lo);
     } catch (const Error &e) {
-        throw Error(e.code(), std::string("the Kubernetes runner needs a cluster to deploy to: ") + e.what() +
+        throw Error(e.code(), std::string("the Kubernetes runner needs a cluster to deploy to: ") +
+                                  without_kubeconfig_flag(e.what()) +
                                   " (or use \"runner\": \"docker\" to run on this machine)");
     }
     return std::make_unique<kube::Client>(std::move(cfg));

@@ -252,7 +252,7 @@ bool Registry::blob_exists(const std::string &digest) {
     throw_for(r, "check for blob " + digest);
 }
 
-void Registry::upload_blob(const Blob &blob) {
+void Registry::upload_blob(const Blob &blob, const std::function<void(uint64_t, uint64_t)> &progress) {
     std::string what = "push to " + ref_.repository;
     http::Request post;
     post.method = "POST";
@@ -267,6 +267,7 @@ void Registry::upload_blob(const Blob &blob) {
     put.url = loc + (loc.find('?') == std::string::npos ? "?" : "&") + "digest=" + http::url_escape(blob.digest);
     put.headers.push_back("Content-Type: application/octet-stream");
     put.body = blob.data;
+    put.on_upload = progress;
     r = send(put, what);
     if (r.status != 201) throw_for(r, "upload blob " + blob.digest);
 }
@@ -343,7 +344,7 @@ std::string Registry::get_blob(const std::string &digest) {
     return r.body;
 }
 
-PushResult push_image(const Image &image, const Registry::Log &log) {
+PushResult push_image(const Image &image, const Registry::Log &log, const ProgressFn &progress) {
     auto say = [&](const std::string &m) {
         if (log) log(m);
     };
@@ -392,7 +393,14 @@ PushResult push_image(const Image &image, const Registry::Log &log) {
             b = &fetched;
         }
         auto t0 = std::chrono::steady_clock::now();
-        reg.upload_blob(*b);
+        // Named by layer when it is one of ours ("pushing layer app").
+        std::string step = "pushing " + short_digest(b->digest);
+        for (const auto &l : image.layers)
+            if (&l.blob == it.blob) step = "pushing layer " + l.description;
+        std::function<void(uint64_t, uint64_t)> on_upload;
+        if (progress) on_upload = [&](uint64_t sent, uint64_t total) { progress(step, sent, total); };
+        reg.upload_blob(*b, on_upload);
+        if (progress) progress(step, b->data.size(), b->data.size());
         double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         char secs[32];
         std::snprintf(secs, sizeof secs, "%.2f", s);

@@ -16,6 +16,7 @@
 #include "http/client.h"
 #include "package/credentials.h"
 #include "package/image.h"
+#include "package/progress.h"
 
 namespace mp::package {
 
@@ -44,7 +45,8 @@ public:
     ~Registry();
 
     bool blob_exists(const std::string &digest);
-    void upload_blob(const Blob &blob);
+    // `progress`, when set, gets the bytes sent as they go.
+    void upload_blob(const Blob &blob, const std::function<void(uint64_t sent, uint64_t total)> &progress = {});
     // PUT the manifest under ref.tag; returns the digest the registry reports.
     std::string put_manifest(const Blob &manifest);
     // GET a manifest by tag or digest; *media_type gets its Content-Type.
@@ -90,6 +92,7 @@ struct PushResult {
 // `log` (layer digests, sizes, "exists, skipped"). Throws Error(MP_EREGISTRY)
 // with a message naming the registry (unreachable, credentials refused,
 // push denied, protocol errors).
-PushResult push_image(const Image &image, const Registry::Log &log);
+// `progress`: byte-level progress of each upload ("pushing layer app").
+PushResult push_image(const Image &image, const Registry::Log &log, const ProgressFn &progress = {});
 
 }  // namespace mp::package

@@ -1,5 +1,11 @@
 #include "package/render.h"
 
+#include <sys/resource.h>
+
+#include <cstdio>
+#include <tuple>
+#include <utility>
+
 #include "package/kubernetes.h"
 
 namespace mp::package {
@@ -21,6 +27,36 @@ json::Ptr docker_create_body(const Options &o, int index, const std::string &ima
     json::set_bool(b.get(), "AttachStdout", false);
     json::set_bool(b.get(), "AttachStderr", false);
     cJSON *host = json::ensure_object(b.get(), "HostConfig");
+    // The host's own limits, stated explicitly: stock Podman otherwise asks
+    // the runtime for its default (nofile 1048576), which fails with
+    // "error setting rlimit type 7: operation not permitted" wherever the
+    // hard limit is lower. A replica gets what a process started here gets.
+    // Capped at the kernel's own ceilings (fs.nr_open, kernel.pid_max):
+    // Podman lowers its processes' nproc to pid_max, and the runtime it
+    // starts cannot raise a hard limit.
+    auto ulimits = json::array();
+    for (auto [name, resource, ceiling_file] :
+         {std::tuple<const char *, int, const char *>{"nofile", RLIMIT_NOFILE, "/proc/sys/fs/nr_open"},
+          {"nproc", RLIMIT_NPROC, "/proc/sys/kernel/pid_max"}}) {
+        struct rlimit rl;
+        if (::getrlimit(resource, &rl) != 0) continue;
+        rlim_t ceiling = RLIM_INFINITY;
+        if (FILE *f = std::fopen(ceiling_file, "r")) {
+            unsigned long long v = 0;
+            if (std::fscanf(f, "%llu", &v) == 1 && v > 0) ceiling = static_cast<rlim_t>(v);
+            std::fclose(f);
+        }
+        if (rl.rlim_max > ceiling) rl.rlim_max = ceiling;
+        if (rl.rlim_cur > rl.rlim_max) rl.rlim_cur = rl.rlim_max;
+        // Engines take int64; -1 means unlimited.
+        auto value = [](rlim_t v) { return v == RLIM_INFINITY ? int64_t{-1} : static_cast<int64_t>(v); };
+        auto u = json::object();
+        json::set_string(u.get(), "Name", name);
+        json::set_int(u.get(), "Soft", value(rl.rlim_cur));
+        json::set_int(u.get(), "Hard", value(rl.rlim_max));
+        cJSON_AddItemToArray(ulimits.get(), u.release());
+    }
+    json::set(host, "Ulimits", std::move(ulimits));
     if (!o.ports.empty()) {
         cJSON *exposed = json::ensure_object(b.get(), "ExposedPorts");
         cJSON *bindings = json::ensure_object(host, "PortBindings");

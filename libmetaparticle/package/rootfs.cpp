@@ -76,6 +76,15 @@ Rootfs Rootfs::extract(const std::function<bool(const std::string &)> &pred) {
     return out;
 }
 
+void Rootfs::merge(Rootfs &&other) {
+    for (auto &kv : other.entries_) entries_.emplace(kv.first, std::move(kv.second));
+    for (auto &w : other.warnings_) warnings_.push_back(std::move(w));
+    for (auto &l : other.dir_links_) dir_links_.push_back(std::move(l));
+    other.entries_.clear();
+    other.warnings_.clear();
+    other.dir_links_.clear();
+}
+
 void Rootfs::put(const std::string &path, RootfsEntry e) {
     auto it = entries_.find(path);
     if (it != entries_.end()) {
@@ -198,9 +207,10 @@ void Rootfs::add_tree(const std::string &host_dir, const std::string &image_dir,
             } else if (S_ISREG(ts.st_mode)) {
                 add_walk(resolved, "the target of " + h, depth + 1, false);
             } else if (S_ISDIR(ts.st_mode)) {
-                if (resolved.rfind(host_dir, 0) != 0)
-                    warnings_.push_back(h + " links to the directory " + resolved +
-                                        ", which is not copied; add it to \"include\" if the program needs it");
+                // Whether it is copied after all (another "include" path, or
+                // the package's own linked install that a binding includes)
+                // is known only once every path was added: see dir_links().
+                if (resolved.rfind(host_dir, 0) != 0) dir_links_.push_back({h, resolved});
             }
         } else {
             warnings_.push_back(h + " is not a regular file, directory or symlink; left out of the image");

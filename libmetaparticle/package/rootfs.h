@@ -11,6 +11,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace mp::package {
@@ -51,10 +52,23 @@ public:
     // Move the entries whose image path satisfies `pred` into a new Rootfs
     // (to put them in a layer of their own). Warnings stay here.
     Rootfs extract(const std::function<bool(const std::string &)> &pred);
+    // Take every entry (and warning) of `other`; entries already here win.
+    void merge(Rootfs &&other);
 
     bool contains(const std::string &path) const { return entries_.count(path) != 0; }
+    // `path` itself or anything under it is in the tree (a directory copied
+    // in part, as a binding copies its package's files).
+    bool covers(const std::string &path) const {
+        if (contains(path)) return true;
+        auto it = entries_.lower_bound(path + "/");
+        return it != entries_.end() && it->first.compare(0, path.size() + 1, path + "/") == 0;
+    }
     const std::map<std::string, RootfsEntry> &entries() const { return entries_; }
     const std::vector<std::string> &warnings() const { return warnings_; }
+    // Symlinks met inside copied directories that point to a directory
+    // outside them (link path, resolved target): not followed. The caller
+    // warns about those whose target no layer has.
+    const std::vector<std::pair<std::string, std::string>> &dir_links() const { return dir_links_; }
 
     // A digest of everything write_tar would write (paths, types, modes,
     // links, inline contents, host file identities), for caching layers.
@@ -75,6 +89,7 @@ private:
 
     std::map<std::string, RootfsEntry> entries_;
     std::vector<std::string> warnings_;
+    std::vector<std::pair<std::string, std::string>> dir_links_;
     FileHook hook_;
 };
 

@@ -225,6 +225,79 @@ void test_layers_by_how_often_they_change(void **) {
     mptest::remove_tree(dir);
 }
 
+// An interpreter installed outside /usr (pyenv, conda, nvm, /usr/local): its
+// installation is detected from the command, so its standard library lands
+// in the system layer, what pip put in its site-packages in the dependencies
+// layer, and an edit of the app re-uploads only the small app layer.
+void test_interpreter_outside_usr_is_runtime(void **) {
+    std::string dir = mptest::make_temp_dir("mp-pyenv-");
+    const std::string prefix = dir + "/versions/3.99.0", lib = prefix + "/lib/python3.99";
+    std::system(("mkdir -p " + prefix + "/bin " + lib + "/json " + lib + "/site-packages/requests " + dir + "/app").c_str());
+    std::system(("cp " + example_bin() + " " + prefix + "/bin/python3.99").c_str());  // any ELF will do
+    mptest::write_file(lib + "/os.py", "# the standard library\n");
+    mptest::write_file(lib + "/json/__init__.py", std::string(64 * 1024, '#') + "\n");
+    mptest::write_file(lib + "/site-packages/requests/__init__.py", "VALUE = 1\n");
+    mptest::write_file(dir + "/app/app.py", "print('app')\n");
+    Options o = parse_options("{\"name\": \"pyenv\", \"command\": [\"" + prefix + "/bin/python3.99\", \"" + dir +
+                              "/app/app.py\"], \"include\": [\"" + lib + "\", \"" + dir + "/app\"]}");
+    BuildSettings fresh;
+    fresh.use_cache = false;
+    fresh.keep_uncompressed = true;
+    Image a = build_image(o, fresh);
+    assert_int_equal(a.layers.size(), 4);
+    const char *names[] = {"runtime", "system", "dependencies", "app"};
+    for (size_t i = 0; i < 4; ++i) assert_string_equal(a.layers[i].description.c_str(), names[i]);
+    std::string system = tar_listing(a.layers[1].uncompressed, false);
+    std::string deps = tar_listing(a.layers[2].uncompressed, false);
+    std::string app = tar_listing(a.layers[3].uncompressed, false);
+    assert_non_null(std::strstr(system.c_str(), "bin/python3.99"));
+    assert_non_null(std::strstr(system.c_str(), "python3.99/os.py"));
+    assert_non_null(std::strstr(system.c_str(), "python3.99/json/__init__.py"));
+    assert_null(std::strstr(system.c_str(), "requests"));
+    assert_non_null(std::strstr(deps.c_str(), "site-packages/requests/__init__.py"));
+    assert_non_null(std::strstr(app.c_str(), "app/app.py"));
+    assert_null(std::strstr(app.c_str(), "os.py"));
+    assert_null(std::strstr(app.c_str(), "python3.99/"));
+
+    // The edit-and-rebuild upload: only the app layer changes, and it is small.
+    mptest::write_file(dir + "/app/app.py", "print('app')  # edited\n");
+    Image b = build_image(o, fresh);
+    for (size_t i = 0; i < 3; ++i) assert_string_equal(a.layers[i].blob.digest.c_str(), b.layers[i].blob.digest.c_str());
+    assert_string_not_equal(a.layers[3].blob.digest.c_str(), b.layers[3].blob.digest.c_str());
+    assert_true(b.layers[3].blob.data.size() < 4096);
+    mptest::remove_tree(dir);
+}
+
+// A symlink to a directory outside the copied tree warns, unless what it
+// points to is copied anyway (the Node package's own linked install:
+// node_modules/@metaparticle/package -> the package, whose files the binding
+// includes).
+void test_directory_link_warns_only_when_not_copied(void **) {
+    std::string dir = mptest::make_temp_dir("mp-link-");
+    std::system(("mkdir -p " + dir + "/app/node_modules/@metaparticle " + dir + "/pkg/lib " + dir + "/other").c_str());
+    mptest::write_file(dir + "/app/main.js", "require('@metaparticle/package')\n");
+    mptest::write_file(dir + "/pkg/package.json", "{}\n");
+    mptest::write_file(dir + "/pkg/lib/index.js", "module.exports = {}\n");
+    mptest::write_file(dir + "/other/x.js", "1\n");
+    std::system(("ln -s ../../../pkg " + dir + "/app/node_modules/@metaparticle/package").c_str());
+    std::system(("ln -s ../../other " + dir + "/app/node_modules/other").c_str());
+    auto warnings_for = [&](const std::string &extra_include) {
+        Options o = example_options(", \"include\": [\"" + dir + "/app\"" + extra_include + "]");
+        BuildSettings fresh;
+        fresh.use_cache = false;
+        std::string all;
+        for (const auto &w : build_image(o, fresh).warnings) all += w + "\n";
+        return all;
+    };
+    std::string w = warnings_for("");
+    assert_non_null(std::strstr(w.c_str(), "@metaparticle/package links to the directory"));
+    assert_non_null(std::strstr(w.c_str(), "node_modules/other links to the directory"));
+    w = warnings_for(", \"" + dir + "/pkg/package.json\", \"" + dir + "/pkg/lib\"");
+    assert_null(std::strstr(w.c_str(), "@metaparticle/package"));
+    assert_non_null(std::strstr(w.c_str(), "node_modules/other links to the directory"));
+    mptest::remove_tree(dir);
+}
+
 void test_disk_layer_cache(void **) {
     std::string dir = mptest::make_temp_dir("mp-cache-");
     BuildSettings s;
@@ -423,6 +496,8 @@ int main() {
         cmocka_unit_test(test_layers_by_how_often_they_change),
         cmocka_unit_test(test_gzip_members_round_trip),
         cmocka_unit_test(test_disk_layer_cache),
+        cmocka_unit_test(test_interpreter_outside_usr_is_runtime),
+        cmocka_unit_test(test_directory_link_warns_only_when_not_copied),
         cmocka_unit_test(test_layer_contents),
         cmocka_unit_test(test_image_reference_parsing),
         cmocka_unit_test(test_credentials_lookup),

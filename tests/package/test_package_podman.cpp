@@ -6,9 +6,11 @@
 // their output back with "[name-i] " prefixes, and removes them on SIGINT.
 //
 // Engine settings (SPEC section 8): runtime runc, cgroup_manager cgroupfs,
-// explicit default_ulimits, events to a file, the vfs storage driver (no
-// overlay mounts to leave behind). A docker-registry on 127.0.0.1, which this
-// Podman may pull from over plain HTTP, receives the published image.
+// events to a file, the vfs storage driver (no overlay mounts to leave
+// behind). Deliberately NOT set, as on a stock Podman: default_ulimits (the
+// runner sets Ulimits from this host's limits) and an insecure entry for the
+// docker-registry on 127.0.0.1 that receives the published image (the runner
+// pulls from a plain-HTTP loopback registry with tlsVerify=false).
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -101,7 +103,8 @@ int setup(void **) {
     if (mptest::have_program("docker-registry")) {
         g_registry = new mptest::Registry();
         if (!mptest::start_registry(g_registry, d, "registry")) return -1;
-        registries += "[[registry]]\nlocation = \"" + g_registry->host() + "\"\ninsecure = true\n";
+        // Not marked insecure, as on a stock Podman: containerize must pull
+        // from this plain-HTTP loopback registry by itself.
     } else {
         std::fprintf(stderr, "docker-registry is not installed (apt-get install docker-registry): "
                              "the publish test will skip\n");
@@ -109,7 +112,6 @@ int setup(void **) {
     mptest::write_file(d + "/registries.conf", registries);
     mptest::write_file(d + "/containers.conf",
                        "[containers]\n"
-                       "default_ulimits = [\"nofile=4096:4096\", \"nproc=4096:4096\"]\n"
                        "[engine]\n"
                        "runtime = \"runc\"\n"
                        "cgroup_manager = \"cgroupfs\"\n"

@@ -179,6 +179,8 @@ def test_no_cluster_configuration(run_app, registry, tmp_path):
     assert app.wait(60) == 3
     err = "\n".join(app.err)
     assert "MP_EINVAL" in err and "the Kubernetes runner needs a cluster to deploy to" in err and "KUBECONFIG" in err, err
+    # containerize has no --kubeconfig option: the hint must not name one
+    assert "--kubeconfig" not in err, err
 
 
 def test_rejected_credentials(run_app, registry, kube, tmp_path):
@@ -372,3 +374,51 @@ def test_objects_not_created_by_containerize_are_left_alone(run_app, registry, k
     st, after = get(kube, "apps/v1", "deployments", "taken")
     assert st == 200 and after["metadata"]["labels"] == {"team": "x"}
     assert container_of(after)["image"] == "registry.k8s.io/pause:3.9"
+
+
+# ---------------------------------------------------------------------------------------------
+# dryRun: YAML for `kubectl apply -f -`, the image config in comments
+# ---------------------------------------------------------------------------------------------
+
+
+def dry_run_text(run_app, name, **kw):
+    o = {"name": name, "runner": "kubernetes", "repository": RENDER_REPO, "ports": [8080], "replicas": 2,
+         "dryRun": True, "quiet": True, "env": {"GREETING": "yes", "PORT": "8080"}}
+    o.update(kw)
+    app = run_app("run", o)
+    assert app.wait(120) == 0, app.transcript()
+    return "\n".join(app.out) + "\n"
+
+
+def test_dry_run_prints_kubernetes_yaml_with_the_image_in_comments(run_app):
+    yaml = pytest.importorskip("yaml")
+    text = dry_run_text(run_app, "dryyaml")
+    head = text[:text.index("\n---")]
+    assert all(line.startswith("#") for line in head.splitlines()), head
+    # the image config, as YAML inside the comments
+    info = yaml.safe_load("\n".join(line[2:] for line in head.splitlines()[2:]))
+    assert info["image"]["config"]["config"]["Entrypoint"][0].endswith("kube_app")
+    assert info["image"]["reference"].startswith(RENDER_REPO + "/dryyaml:")
+    assert [d["name"] for d in info["docker"]] == ["dryyaml-0", "dryyaml-1"]
+    assert info["warnings"] == []
+    docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    assert [d["kind"] for d in docs] == ["Service", "Deployment"]  # apply order
+    for d in docs:
+        assert d["apiVersion"] and d["metadata"]["name"] == "dryyaml"
+    env = container_of(docs[1])["env"]
+    # strings that look like other types stay strings
+    assert {"name": "GREETING", "value": "yes"} in env and {"name": "PORT", "value": "8080"} in env
+
+
+def test_dry_run_yaml_is_accepted_by_kubectl(run_app, kube, tmp_path):
+    import shutil
+    import subprocess
+    if not shutil.which("kubectl"):
+        pytest.skip("kubectl is not installed")
+    text = dry_run_text(run_app, "drykubectl")
+    p = subprocess.run(["kubectl", "--kubeconfig", kube.kubeconfig, "apply", "--server-side", "--validate=false",
+                        "-f", "-"], input=text.encode(), capture_output=True, timeout=120)
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    assert b"deployment.apps/drykubectl" in p.stdout and b"service/drykubectl" in p.stdout, p.stdout
+    st, dep = get(kube, "apps/v1", "deployments", "drykubectl")
+    assert st == 200 and dep["spec"]["replicas"] == 2

@@ -157,12 +157,17 @@ def test_render_of_a_python_program(tmp_path):
     assert out["image"]["reference"] == "web-app:latest"
     assert [d["name"] for d in out["docker"]] == ["web-app-0", "web-app-1"]
     assert out["docker"][1]["body"]["HostConfig"]["PortBindings"]["9090/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": "9091"}]
-    # Libraries, then the interpreter and standard library (when they come
-    # from /usr), then the app: an edit to the app rebuilds only the last,
-    # small layer.
-    layers = ("runtime", "system", "app") if sys.executable.startswith("/usr/") else ("runtime", "app")
+    # Libraries, then the interpreter and standard library (from /usr or from
+    # the interpreter's own installation: pyenv, conda, /usr/local), then
+    # what pip installed when metaparticle itself comes from a site-packages,
+    # then the app: an edit to the app rebuilds only the last, small layer.
+    deps = any(part in ("site-packages", "dist-packages") for part in Path(metaparticle.__file__).parts)
+    from_usr_deps = deps and str(Path(metaparticle.__file__).resolve()).startswith("/usr/")
+    layers = ("runtime", "system") + (("dependencies",) if deps and not from_usr_deps else ()) + ("app",)
     assert [h["created_by"] for h in cfg["history"]] == [f"metaparticle containerize: {name} layer" for name in layers]
     assert len(out["image"]["manifest"]["layers"]) == len(layers)
+    # the same keys from every binding: "warnings" is there even when empty
+    assert isinstance(out["warnings"], list)
     # Deterministic: the same program gives the same image.
     again = json.loads(run_python(script, "--flag", "x y", cwd=tmp_path).stdout)
     assert again["image"]["digest"] == out["image"]["digest"]

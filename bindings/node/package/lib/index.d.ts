@@ -63,7 +63,8 @@ export interface RenderResult {
   image: { reference: string; digest: string; config: any; manifest: any };
   docker: Array<{ name: string; body: any }>;
   kubernetes: any[];
-  warnings?: string[];
+  /** Always present; empty when there are none. */
+  warnings: string[];
 }
 
 /** An Error from the core: code is the MP_* name, errno the numeric code. */

@@ -118,7 +118,8 @@ function inContainer() {
 
 /**
  * What containerize would build and create, without side effects:
- * {image: {reference, digest, config, manifest}, docker: [...], kubernetes: [...], warnings?}.
+ * {image: {reference, digest, config, manifest}, docker: [...], kubernetes: [...], warnings: [...]}
+ * ("warnings" is always there, empty when there are none).
  */
 function render(options) {
   return JSON.parse(native.render(json(options)));

@@ -60,14 +60,20 @@ test('render: ENTRYPOINT is node + the script, ENV and ExposedPorts set', () => 
     assert.deepStrictEqual(out.docker[1].body.HostConfig.PortBindings['8080/tcp'], [
       { HostIp: '127.0.0.1', HostPort: '8081' },
     ]);
-    // Libraries, then node itself when it comes from /usr, then the app: an
-    // edit to the app rebuilds only the last, small layer.
-    const layers = NODE.startsWith('/usr/') ? ['runtime', 'system', 'app'] : ['runtime', 'app'];
+    // Libraries, then node itself (from /usr, or from its own installation:
+    // nvm, /usr/local), then the app: an edit to the app rebuilds only the
+    // last, small layer.
+    const prefix = path.dirname(path.dirname(NODE));
+    const installed = NODE.startsWith('/usr/') || fs.existsSync(path.join(prefix, 'include', 'node', 'node.h')) ||
+      fs.existsSync(path.join(prefix, 'lib', 'node_modules', 'npm'));
+    const layers = installed ? ['runtime', 'system', 'app'] : ['runtime', 'app'];
     assert.deepStrictEqual(
       out.image.config.history.map((h) => h.created_by),
       layers.map((name) => `metaparticle containerize: ${name} layer`),
     );
     assert.strictEqual(out.image.manifest.layers.length, layers.length);
+    // the same keys from every binding: "warnings" is there even when empty
+    assert.ok(Array.isArray(out.warnings), JSON.stringify(Object.keys(out)));
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
