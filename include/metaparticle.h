@@ -310,10 +310,16 @@ MP_EXTERN int mp_election_leader(mp_election *election, char **out);
  *                 (credentials as for pushing); its layers are mounted or
  *                 copied into the target repository on publish, downloaded
  *                 for a local docker load. Not readable: MP_EREGISTRY.
- *   "dryRun"      print the image config and the runner's objects as JSON on
- *                 stdout instead of acting
+ *   "dryRun"      print, instead of acting, YAML on stdout that
+ *                 `kubectl apply -f -` takes: one document per Kubernetes
+ *                 object, after a comment block holding the image
+ *                 (reference, digest, config, manifest), the Docker
+ *                 containers and the warnings
  *   "keepRunning" leave the containers running on Ctrl-C
- *   "quiet"       no progress lines on stderr
+ *   "quiet"       no progress on stderr (otherwise: a line per step, and
+ *                 byte-level progress of each layer built and each blob
+ *                 pushed: a bar when stderr is a terminal, else a line every
+ *                 2 s)
  *   "command"     ["/abs/argv0", "arg", ...]: what the container runs;
  *                 default: this executable (/proc/self/exe) with the process's
  *                 own arguments. command[0] is copied into the image.
@@ -325,16 +331,28 @@ MP_EXTERN int mp_election_leader(mp_election *election, char **out);
  * An unknown option, a wrong type or a bad value is MP_EINVAL with a message
  * naming the option and saying what is expected.
  *
- * The image: an OCI image (manifest + config + two gzip'd tar layers:
- * "runtime" = the ELF interpreter, the shared-library closure of every ELF
- * file in the image, minimal /etc/passwd, /etc/group, /etc/nsswitch.conf, the
- * host's CA bundle and /tmp; "app" = command[0], "include" and "files").
+ * The image: an OCI image (manifest + config + up to four gzip'd tar layers,
+ * by how often they change; empty ones are left out):
+ *   "runtime"      the ELF interpreter, the shared-library closure of every
+ *                  ELF file in the image, minimal /etc/passwd, /etc/group,
+ *                  /etc/nsswitch.conf, the host's CA bundle and /tmp;
+ *   "system"       command[0] and "include" paths in system directories (/usr,
+ *                  /opt, ...) or in the installation of the interpreter that
+ *                  command[0] is (pyenv, conda, nvm, /usr/local, a dotnet
+ *                  outside /usr): the interpreter and its standard library;
+ *   "dependencies" what lies under node_modules, site-packages, dist-packages;
+ *   "app"          the rest: the program's own files and "files".
+ * A native program outside /usr gets 2 (runtime, app); Python and Node 3 or
+ * 4; .NET 3. An edit of the app rebuilds and uploads only the "app" layer.
  * Reproducible: the same inputs give the same digests (entry mtimes and the
  * config's "created" are $SOURCE_DATE_EPOCH, or 0). ENTRYPOINT = command;
  * ENV = PATH, METAPARTICLE_IN_CONTAINER=true and "env"; ExposedPorts = ports.
  *
  * Publishing: the OCI distribution API. Registries on localhost/127.0.0.1/
- * [::1] are spoken to over plain HTTP, all others over verified HTTPS.
+ * [::1] are spoken to over plain HTTP, all others over verified HTTPS. The
+ * docker runner pulls from such a plain-HTTP registry as Docker does for
+ * loopback registries; on Podman through its own pull API with
+ * tlsVerify=false (its Docker-compatible pull cannot skip TLS).
  * Credentials, first found wins: the environment variables
  * METAPARTICLE_REGISTRY_USERNAME and METAPARTICLE_REGISTRY_PASSWORD; then the
  * docker config ($DOCKER_CONFIG/config.json or ~/.docker/config.json:
@@ -348,7 +366,9 @@ MP_EXTERN int mp_election_leader(mp_election *election, char **out);
  * reference; removes containers of an earlier run with the same name; starts
  * containers <name>-0 .. <name>-(N-1) (N = jobSpec.count, shardSpec.shards or
  * replicas), labelled io.metaparticle.name=<name>, hostname = container name,
- * replica i publishing port p on host port p + i; and prints each replica's
+ * replica i publishing port p on host port p + i, with the nofile and nproc
+ * limits of this process set explicitly (HostConfig.Ulimits; stock Podman
+ * otherwise asks for more than many hosts allow); and prints each replica's
  * output lines prefixed "[<name>-i] " (stdout to stdout, stderr to stderr).
  *
  * The Kubernetes runner ("metaparticle" or "kubernetes") needs "publish" (a
@@ -392,9 +412,10 @@ MP_EXTERN int mp_in_container(int *inside);
  * what was started (unless "keepRunning") and return MP_OK with
  * *exit_code = 0. When every replica exits by itself (a job), return after
  * removing them, with *exit_code = the first non-zero exit code among them
- * (0 if all succeeded). With "dryRun": print the image config and the objects
- * (the mp_containerize_render JSON) on stdout, *exit_code = 0; nothing is
- * pushed or run. Progress lines go to stderr unless "quiet".
+ * (0 if all succeeded). With "dryRun": print the Kubernetes objects as YAML
+ * documents and the image config in comments (see "dryRun") on stdout,
+ * *exit_code = 0; nothing is pushed or run. Progress goes to stderr unless
+ * "quiet".
  *
  * Signals: while it runs outside, mp_containerize installs SIGINT and SIGTERM
  * handlers (restored on return). The first signal starts the teardown; a
@@ -418,7 +439,7 @@ MP_EXTERN int mp_containerize(const char *options_json, mp_main_fn main_fn, void
  *              "config": {OCI image config}, "manifest": {OCI manifest}},
  *    "docker": [{"name": "<name>-0", "body": {POST /containers/create body}}, ...],
  *    "kubernetes": [objects, in apply order],
- *    "warnings": ["..."]}   (only when there are warnings)
+ *    "warnings": ["..."]}   (always present; [] when there are none)
  * In "docker" bodies "Image" is the reference (the runner uses the engine's
  * image ID). "kubernetes" lists the objects the Kubernetes runner applies,
  * with the image pinned to its digest.

@@ -200,19 +200,26 @@ function napiIncludeDir(ctx) {
   return dir;
 }
 
+// Copies only when the content differs, so that an unchanged header or
+// library keeps its time stamp and make (node-gyp build) has nothing to redo.
+function copyIfChanged(from, to) {
+  const data = fs.readFileSync(from);
+  if (fs.existsSync(to) && !fs.lstatSync(to).isSymbolicLink() && data.equals(fs.readFileSync(to))) return;
+  fs.rmSync(to, { force: true });
+  fs.writeFileSync(to, data, { mode: fs.statSync(from).mode });
+}
+
 function stage(ctx, { lib, header, how }) {
   log(ctx, `using libmetaparticle: ${how}`);
   const include = path.join(ctx.nativeDir, 'include');
   fs.mkdirSync(include, { recursive: true });
   fs.mkdirSync(path.join(ctx.nativeDir, 'lib'), { recursive: true });
-  fs.copyFileSync(header, path.join(include, 'metaparticle.h'));
+  copyIfChanged(header, path.join(include, 'metaparticle.h'));
   const napiDir = napiIncludeDir(ctx);
-  for (const h of NAPI_HEADERS) fs.copyFileSync(path.join(napiDir, h), path.join(include, h));
+  for (const h of NAPI_HEADERS) copyIfChanged(path.join(napiDir, h), path.join(include, h));
   // Copy the real file (not a symlink) under its SONAME: that is the name the
   // addon records as DT_NEEDED and looks for next to itself.
-  const dest = path.join(ctx.nativeDir, 'lib', SONAME);
-  fs.rmSync(dest, { force: true });
-  fs.copyFileSync(fs.realpathSync(lib), dest);
+  copyIfChanged(fs.realpathSync(lib), path.join(ctx.nativeDir, 'lib', SONAME));
 }
 
 function nodeGyp(ctx) {
@@ -263,14 +270,18 @@ function usePrebuilt(ctx) {
 function install(ctx) {
   if (usePrebuilt(ctx)) return;
   stage(ctx, locate(ctx));
-  const gypArgs = [nodeGyp(ctx), 'rebuild'];
   // Build against the headers installed with this node (Debian's nodejs,
   // official tarballs) instead of downloading them, unless told otherwise.
+  const gypFlags = [];
   const prefix = path.resolve(path.dirname(process.execPath), '..');
   if (!process.env.npm_config_nodedir && fs.existsSync(path.join(prefix, 'include', 'node', 'node_api.h'))) {
-    gypArgs.push(`--nodedir=${prefix}`);
+    gypFlags.push(`--nodedir=${prefix}`);
   }
-  run(ctx, process.execPath, gypArgs, { cwd: ctx.pkgDir });
+  // configure + build, not rebuild: make redoes only what changed, so npm pack
+  // after an install (scripts/release.sh) does not compile the addon again.
+  const gyp = nodeGyp(ctx);
+  run(ctx, process.execPath, [gyp, 'configure', ...gypFlags], { cwd: ctx.pkgDir });
+  run(ctx, process.execPath, [gyp, 'build', ...gypFlags], { cwd: ctx.pkgDir });
   const loaded = tryLoad(ctx.addonPath);
   if (!loaded.version) fail(ctx, `the addon was built but does not load:\n${loaded.error}`);
   log(ctx, `built ${path.relative(ctx.pkgDir, ctx.addonPath)} (libmetaparticle ${loaded.version})`);
