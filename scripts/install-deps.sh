@@ -9,7 +9,7 @@ PACKAGES=(
   libssl-dev zlib1g-dev libdeflate-dev libcmocka-dev libboost-dev
   # Fuzz targets (scripts/fuzz.sh): clang with libFuzzer and the sanitizer runtimes
   clang-14 libclang-rt-14-dev
-  python3 python3-pytest python3-yaml python3-pip pybind11-dev python3-dev
+  python3 python3-pytest python3-yaml python3-pip python3-venv pybind11-dev python3-dev
   # Package tests: a real registry and a real container engine
   docker-registry apache2-utils podman runc
 )
