@@ -69,7 +69,11 @@ typedef enum mp_error_code {
     MP_EVERSION = -13,    /**< options struct version not supported */
     MP_ERANGE = -14,      /**< an output did not fit */
     MP_EREGISTRY = -15,   /**< a container registry was unreachable, refused credentials or failed */
-    MP_EENGINE = -16      /**< the container engine (Docker/Podman API) was unreachable or failed */
+    MP_EENGINE = -16,     /**< the container engine (Docker/Podman API) was unreachable or failed */
+    MP_ESHUTDOWN = -17,   /**< mp-sidecar is shutting down (HTTP 503, reason ShuttingDown); retry
+                               against its replacement */
+    MP_ELIMIT = -18       /**< a limit of mp-sidecar was reached: too many connections (total or
+                               from this address) or too many lock names; retry later */
 } mp_error_code;
 
 /**

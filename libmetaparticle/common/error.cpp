@@ -46,6 +46,8 @@ const char *mp_error_name(int code) {
     case MP_ERANGE: return "MP_ERANGE";
     case MP_EREGISTRY: return "MP_EREGISTRY";
     case MP_EENGINE: return "MP_EENGINE";
+    case MP_ESHUTDOWN: return "MP_ESHUTDOWN";
+    case MP_ELIMIT: return "MP_ELIMIT";
     default: return "MP_UNKNOWN";
     }
 }

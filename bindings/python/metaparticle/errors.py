@@ -45,6 +45,8 @@ __all__ = [
     "MP_ERANGE",
     "MP_EREGISTRY",
     "MP_EENGINE",
+    "MP_ESHUTDOWN",
+    "MP_ELIMIT",
 ]
 
 # The codes of include/metaparticle.h (enum mp_error_code).
@@ -64,6 +66,8 @@ MP_EVERSION = -13
 MP_ERANGE = -14
 MP_EREGISTRY = -15
 MP_EENGINE = -16
+MP_ESHUTDOWN = -17
+MP_ELIMIT = -18
 
 _NAMES: Dict[int, str] = {
     value: name for name, value in globals().items() if name.startswith("MP_E") and isinstance(value, int)

@@ -40,5 +40,9 @@ namespace Metaparticle
         Registry = -15,
         /// <summary><c>MP_EENGINE</c>: the container engine (Docker/Podman API) was unreachable or failed.</summary>
         Engine = -16,
+        /// <summary><c>MP_ESHUTDOWN</c>: mp-sidecar is shutting down; retry against its replacement.</summary>
+        ShuttingDown = -17,
+        /// <summary><c>MP_ELIMIT</c>: a limit of mp-sidecar was reached (connections, lock names); retry later.</summary>
+        Limit = -18,
     }
 }

@@ -834,7 +834,7 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("headerVersion", Napi::String::New(env, MP_VERSION_STRING));
   // Error codes by name, from the library itself.
   Napi::Object codes = Napi::Object::New(env);
-  for (int code = MP_OK; code >= MP_ERANGE; --code) codes.Set(mp_error_name(code), Napi::Number::New(env, code));
+  for (int code = MP_OK; code >= MP_ELIMIT; --code) codes.Set(mp_error_name(code), Napi::Number::New(env, code));
   exports.Set("codes", codes);
   return exports;
 }
