@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <exception>
 #include <mutex>
 
 namespace mp::http {
@@ -17,47 +18,80 @@ void global_init() {
 }
 
 struct Transfer {
-    const Request *req;
-    Response *resp;
+    const Request *req = nullptr;
+    Response *resp = nullptr;
+    size_t received = 0;          // head + body bytes, for max_response_bytes
+    bool too_large = false;
+    std::exception_ptr error;     // thrown by a callback; rethrown after curl returns
 };
 
-size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata) {
+// Counts `n` more response bytes; false when past the cap.
+bool account(Transfer *t, size_t n) {
+    t->received += n;
+    if (t->req->max_response_bytes && t->received > t->req->max_response_bytes) {
+        t->too_large = true;
+        return false;
+    }
+    return true;
+}
+
+// Both callbacks run inside libcurl's C frames: nothing may unwind through
+// them. A failure aborts the transfer (a short return count) and is kept.
+size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata) noexcept {
     auto *t = static_cast<Transfer *>(userdata);
     size_t n = size * nmemb;
-    if (t->req->on_data) {
-        if (!t->req->on_data(ptr, n)) {
-            t->resp->stopped_by_callback = true;
-            return 0;  // makes curl abort with CURLE_WRITE_ERROR
+    try {
+        if (t->req->on_data) {
+            if (!t->req->on_data(ptr, n)) {
+                t->resp->stopped_by_callback = true;
+                return 0;  // makes curl abort with CURLE_WRITE_ERROR
+            }
+            return n;
         }
+        if (!account(t, n)) return 0;
+        t->resp->body.append(ptr, n);
         return n;
+    } catch (...) {
+        t->error = std::current_exception();
+        return 0;
     }
-    t->resp->body.append(ptr, n);
-    return n;
 }
 
-size_t on_header(char *ptr, size_t size, size_t nmemb, void *userdata) {
+size_t on_header(char *ptr, size_t size, size_t nmemb, void *userdata) noexcept {
     auto *t = static_cast<Transfer *>(userdata);
     size_t n = size * nmemb;
-    std::string line(ptr, n);
-    if (line.rfind("HTTP/", 0) == 0) {
-        t->resp->headers.clear();  // a new response (e.g. after 100-continue)
+    if (!account(t, n)) return 0;
+    try {
+        std::string line(ptr, n);
+        if (line.rfind("HTTP/", 0) == 0) {
+            t->resp->headers.clear();  // a new response (e.g. after 100-continue)
+            return n;
+        }
+        auto colon = line.find(':');
+        if (colon == std::string::npos) return n;
+        std::string name = line.substr(0, colon);
+        std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+        std::string value = line.substr(colon + 1);
+        auto first = value.find_first_not_of(" \t");
+        auto last = value.find_last_not_of(" \t\r\n");
+        value = first == std::string::npos ? "" : value.substr(first, last - first + 1);
+        t->resp->headers[name] = value;
         return n;
+    } catch (...) {
+        t->error = std::current_exception();
+        return 0;
     }
-    auto colon = line.find(':');
-    if (colon == std::string::npos) return n;
-    std::string name = line.substr(0, colon);
-    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
-    std::string value = line.substr(colon + 1);
-    auto first = value.find_first_not_of(" \t");
-    auto last = value.find_last_not_of(" \t\r\n");
-    value = first == std::string::npos ? "" : value.substr(first, last - first + 1);
-    t->resp->headers[name] = value;
-    return n;
 }
 
-int on_progress(void *userdata, curl_off_t, curl_off_t, curl_off_t ultotal, curl_off_t ulnow) {
+int on_progress(void *userdata, curl_off_t, curl_off_t, curl_off_t ultotal, curl_off_t ulnow) noexcept {
     auto *t = static_cast<Transfer *>(userdata);
-    if (t->req->on_upload && ultotal > 0) t->req->on_upload(static_cast<uint64_t>(ulnow), static_cast<uint64_t>(ultotal));
+    try {
+        if (t->req->on_upload && ultotal > 0)
+            t->req->on_upload(static_cast<uint64_t>(ulnow), static_cast<uint64_t>(ultotal));
+    } catch (...) {
+        t->error = std::current_exception();
+        return 1;
+    }
     return (t->req->cancel && t->req->cancel->load()) ? 1 : 0;
 }
 
@@ -116,6 +150,10 @@ std::string Response::header(const std::string &lower_name) const {
 
 bool TransportError::timed_out() const { return curl_code_ == CURLE_OPERATION_TIMEDOUT; }
 bool TransportError::connection_refused() const { return curl_code_ == CURLE_COULDNT_CONNECT; }
+bool TransportError::connection_dropped() const {
+    return curl_code_ == CURLE_GOT_NOTHING || curl_code_ == CURLE_RECV_ERROR || curl_code_ == CURLE_SEND_ERROR ||
+           curl_code_ == CURLE_PARTIAL_FILE;
+}
 
 Client::Client() {
     global_init();
@@ -148,7 +186,9 @@ Response Client::request(const Request &req) {
     CURL *c = static_cast<CURL *>(curl_);
     curl_easy_reset(c);  // keeps the connection cache, clears options
     Response resp;
-    Transfer t{&req, &resp};
+    Transfer t;
+    t.req = &req;
+    t.resp = &resp;
 
     curl_easy_setopt(c, CURLOPT_URL, req.url.c_str());
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
@@ -223,6 +263,13 @@ Response Client::request(const Request &req) {
     curl_slist_free_all(hdrs);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp.status);
 
+    if (t.error) std::rethrow_exception(t.error);
+    if (t.too_large)
+        throw Error(MP_EPROTOCOL, req.method + " " + req.url + ": the answer is larger than " +
+                                      (req.max_response_bytes % (1u << 20) == 0
+                                           ? std::to_string(req.max_response_bytes >> 20) + " MiB"
+                                           : std::to_string(req.max_response_bytes) + " bytes") +
+                                      ", more than this client accepts; the server is misbehaving");
     if (rc == CURLE_WRITE_ERROR && resp.stopped_by_callback) return resp;
     if (rc == CURLE_ABORTED_BY_CALLBACK) throw Error(MP_ECANCELED, "request canceled");
     if (rc != CURLE_OK) {

@@ -32,8 +32,12 @@ struct Request {
     long timeout_ms = 0;                      // whole transfer; 0 = none
     long connect_timeout_ms = 5000;
     // Streaming: when set, body bytes go here as they arrive instead of into
-    // Response::body. Return false to stop the transfer (not an error).
+    // Response::body. Return false to stop the transfer (not an error). An
+    // exception it throws aborts the transfer and is rethrown by request().
     std::function<bool(const char *data, size_t len)> on_data;
+    // Most bytes of response head and (buffered) body accepted; past it the
+    // transfer is aborted and request() throws Error(MP_EPROTOCOL). 0 = no cap.
+    size_t max_response_bytes = 0;
     // Checked while the transfer runs; when it becomes true the transfer is
     // aborted and request() throws Error(MP_ECANCELED).
     const std::atomic<bool> *cancel = nullptr;
@@ -57,6 +61,9 @@ public:
     int curl_code() const { return curl_code_; }
     bool timed_out() const;
     bool connection_refused() const;
+    // The server accepted the connection, then closed or reset it without
+    // a (complete) answer.
+    bool connection_dropped() const;
 
 private:
     int curl_code_;
@@ -77,7 +84,10 @@ public:
 
     // Performs the request. Throws TransportError (code MP_ERROR, or
     // MP_ETIMEOUT on timeout) when no HTTP answer arrived, Error(MP_ECANCELED)
-    // when canceled. Any HTTP status is returned, not thrown.
+    // when canceled, Error(MP_EPROTOCOL) past max_response_bytes. Any HTTP
+    // status is returned, not thrown. No exception ever unwinds through
+    // libcurl: callbacks catch, abort the transfer, and request() rethrows
+    // once curl has returned, so the Client stays usable after any failure.
     Response request(const Request &req);
 
 private:
