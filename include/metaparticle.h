@@ -103,12 +103,26 @@ MP_EXTERN const char *mp_version(void);
  * A distributed lock, held through mp-sidecar.
  *
  * While held, the library renews the lock in a background thread every
- * ttl/3 seconds. If a renewal cannot be confirmed within 2/3 of the TTL
- * (measured from when the last confirmed renewal was *sent*), or the sidecar
- * says someone else holds it, the lock is reported lost: on_lost is called,
- * or, if there is no on_lost handler, the process prints why and exits with
- * status 1. The loss is always reported before the TTL could have expired
- * for any other contender.
+ * ttl/3 seconds. The lock is reported lost when a renewal cannot be
+ * confirmed within 2/3 of the TTL (measured from when the last confirmed
+ * renewal was *sent*; also checked as soon as the process resumes after a
+ * pause such as SIGSTOP), when the sidecar says someone else holds it (409),
+ * when it answers a renewal with something invalid (MP_EPROTOCOL: not lock
+ * JSON, another owner, a token that is not an integer >= 1 or is lower than
+ * one this handle saw) or says it is shutting down, or when the session
+ * stream reports the hold lost (below). Reporting: on_lost is called, or, if
+ * there is no on_lost handler, the process prints why and exits with status
+ * 1. The loss is reported before the TTL could have expired for any other
+ * contender, and exactly once per lost hold (see mp_lock_release for a loss
+ * that the release itself discovers).
+ *
+ * Sessions: on the first acquire, the library opens one session per process
+ * and sidecar URL (a `GET /session` stream kept by a library thread until the
+ * process exits; sidecars without it are used without). Holds are tied to
+ * it, so when the process dies the sidecar frees its locks at once instead of
+ * after the TTL, and a stopping sidecar tells every holder the lock is lost
+ * (on_lost) before anyone else can take it. The stream is closed by the
+ * library only after every hold tied to it was reported lost.
  */
 typedef struct mp_lock mp_lock;
 
@@ -129,8 +143,9 @@ typedef struct mp_lock_options {
     const char *sidecar_url;  /**< NULL: $METAPARTICLE_SIDECAR, else http://127.0.0.1:13131 */
     const char *owner;        /**< holder identity; NULL: "<host name>/<pid>" */
     unsigned int ttl_seconds; /**< 0: 15 seconds. At least 3 when set. */
-    mp_lock_cb on_lost;       /**< called once each time a held lock is lost;
-                                   NULL: print why and exit(1) on loss */
+    mp_lock_cb on_lost;       /**< called exactly once per lost hold, on the
+                                   lock's callback thread; NULL: print why and
+                                   exit(1) on a loss noticed by the library */
     void *user_data;          /**< passed to on_lost */
 } mp_lock_options;
 
@@ -156,12 +171,25 @@ MP_EXTERN void mp_lock_free(mp_lock *lock);
  * Block until the lock is acquired or `timeout_ms` passes (-1: wait forever;
  * 0: one attempt, like mp_lock_try_acquire but returning MP_ETIMEOUT).
  * Waiting is by long-poll on the sidecar, so a released lock is taken within
- * milliseconds. Returns MP_OK, MP_ETIMEOUT, MP_ECANCELED (mp_lock_cancel),
- * MP_ESTATE (already held or acquiring), MP_ESIDECAR, MP_EBACKEND...
+ * milliseconds. Returns within timeout_ms + about 100 ms whatever the sidecar
+ * does (one attempt: within 1.1 s); a grant that arrives too late is given
+ * back. Runs on the calling thread.
+ *
+ * Returns MP_OK; MP_ETIMEOUT (held elsewhere until the timeout, or the
+ * sidecar did not answer in time); MP_ECANCELED (mp_lock_cancel); MP_ESTATE
+ * (already held or acquiring); MP_ESIDECAR (connection refused: start
+ * mp-sidecar; or the connection was dropped without an answer);
+ * MP_EPROTOCOL (an invalid answer, or one over 1 MiB); MP_ESHUTDOWN (the
+ * sidecar is stopping); MP_ELIMIT (too many connections or lock names at the
+ * sidecar: retry later); MP_EBACKEND (its storage failed); MP_EINVAL (400);
+ * MP_ERROR (a sidecar bug, HTTP 500). After any error the handle stays
+ * usable.
  */
 MP_EXTERN int mp_lock_acquire(mp_lock *lock, int timeout_ms);
 
-/** One attempt: MP_OK if acquired, MP_EBUSY if someone else holds it. */
+/** One attempt: MP_OK if acquired, MP_EBUSY if someone else holds it.
+ *  Returns within 1.1 s whatever the sidecar does; other codes as for
+ *  mp_lock_acquire (MP_ETIMEOUT: the sidecar did not answer in time). */
 MP_EXTERN int mp_lock_try_acquire(mp_lock *lock);
 
 /**
@@ -174,9 +202,21 @@ MP_EXTERN int mp_lock_try_acquire(mp_lock *lock);
 MP_EXTERN int mp_lock_lock_async(mp_lock *lock, mp_lock_cb on_acquired, void *user_data);
 
 /**
- * Give the lock up at once: renewals stop and the sidecar clears the holder,
- * so a waiter acquires within milliseconds. Also cancels a pending
- * mp_lock_lock_async(). MP_ENOTHELD if neither held nor pending.
+ * Give the lock up at once: renewals stop and the sidecar clears the holder
+ * (this hold only: the DELETE names its fencing token), so a waiter acquires
+ * within milliseconds. Also cancels a pending mp_lock_lock_async().
+ *
+ * Returns MP_OK when the hold was ours until released. MP_ENOTHELD when
+ * neither held nor pending, including after a loss that was already
+ * reported (on_lost called or queued). MP_ELOST when the release itself
+ * finds that the hold had been lost unnoticed: its renew deadline had passed
+ * (the process was paused, say), or the sidecar answers 404/409 (no longer
+ * ours). In the MP_ELOST case on_lost is ALSO called, once, if set (never
+ * twice for one hold: the release and the renewal thread agree on who
+ * reports); without on_lost the process does not exit, as the caller is told
+ * by the return code. MP_ESIDECAR etc. when the sidecar could not be told
+ * (the hold then ends locally and frees at its TTL). Callable from any
+ * thread, including the lock's callbacks.
  */
 MP_EXTERN int mp_lock_release(mp_lock *lock);
 
@@ -191,12 +231,15 @@ MP_EXTERN int mp_lock_release(mp_lock *lock);
  */
 MP_EXTERN int mp_lock_cancel(mp_lock *lock);
 
-/** *held = 1 while this handle holds the lock (not lost, not released). */
+/** *held = 1 while this handle holds the lock (not lost, not released). It
+ *  turns 0 no later than the renew deadline (2/3 TTL from the last
+ *  confirmed send), even before the renewal thread has reported the loss. */
 MP_EXTERN int mp_lock_is_held(mp_lock *lock, int *held);
 
 /**
  * The fencing token of the current hold: strictly increasing across all
- * holders of this lock name, unchanged by renewals. MP_ENOTHELD if not held.
+ * holders of this lock name, unchanged by renewals. MP_ENOTHELD if not held
+ * (exactly when mp_lock_is_held gives 0).
  */
 MP_EXTERN int mp_lock_token(mp_lock *lock, uint64_t *token);
 

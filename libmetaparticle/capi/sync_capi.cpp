@@ -114,8 +114,13 @@ int mp_lock_lock_async(mp_lock *lock, mp_lock_cb on_acquired, void *user_data) {
 int mp_lock_release(mp_lock *lock) {
     return guard([&] {
         need(lock, "lock");
-        if (!lock->impl->release())
+        std::string why;
+        switch (lock->impl->release(&why)) {
+        case mp::sync::Lock::Released::Released: break;
+        case mp::sync::Lock::Released::NotHeld:
             throw Error(MP_ENOTHELD, "lock '" + lock->impl->config().name + "' is not held by this handle");
+        case mp::sync::Lock::Released::Lost: throw Error(MP_ELOST, why);
+        }
     });
 }
 

@@ -9,9 +9,13 @@ namespace mp::sync {
 namespace {
 
 constexpr long kMaxLongPollMs = 30000;     // one long-poll; re-issued until the caller's deadline
-constexpr long kRequestSlackMs = 10000;    // added to a long-poll's wait for the HTTP timeout
+constexpr long kRequestSlackMs = 10000;    // added to a long-poll's wait for the HTTP timeout (no deadline)
 constexpr long kReleaseTimeoutMs = 5000;
 constexpr long kCancelReleaseTimeoutMs = 1000;
+constexpr long kDeadlineSlackMs = 90;      // acquire(timeout) returns by timeout + this (+ scheduling)
+constexpr long kOneAttemptMs = 1000;       // the budget of try_acquire / acquire(0)
+constexpr long kGiveBackReserveMs = 30;    // kept from a request's budget to give back a late grant
+constexpr long kSessionWaitMs = 250;       // how long a first acquire waits for the session's hello
 
 long ms_until(MonoTime t) {
     return static_cast<long>(std::chrono::duration_cast<Millis>(t - MonoClock::now()).count());
@@ -38,6 +42,12 @@ Lock::~Lock() {
     } catch (...) {
         // Best effort: the sidecar could not be told; the lock frees at its TTL.
     }
+    std::shared_ptr<Session> s;
+    {
+        std::lock_guard<std::mutex> g(session_mu_);
+        s = session_;
+    }
+    if (s) s->remove(this);  // no session event reaches this object after this
     stop_threads();
 }
 
@@ -45,42 +55,89 @@ void Lock::ensure_worker() {
     if (!worker_.joinable()) worker_ = std::thread([this] { worker_main(); });
 }
 
-Lock::Outcome Lock::attempt(std::optional<MonoTime> deadline, bool retry_errors, const std::atomic<bool> *abort) {
+std::string Lock::session_id(Millis max_wait, std::string *instance) {
+    std::shared_ptr<Session> s;
+    {
+        std::lock_guard<std::mutex> g(session_mu_);
+        if (!session_) {
+            session_ = Session::for_url(cfg_.sidecar_url);
+            session_->add(this);
+        }
+        s = session_;
+    }
+    SessionInfo info = s->current(max_wait);
+    if (instance) *instance = info.instance;
+    return info.id;
+}
+
+void Lock::give_back(uint64_t token, long timeout_ms) {
+    try {
+        pool_.take()->release(cfg_.name, cfg_.owner, token, std::max(1L, timeout_ms));
+    } catch (...) {
+        // Best effort: an ungiven grant frees at its TTL.
+    }
+}
+
+Lock::Outcome Lock::attempt(std::optional<MonoTime> deadline, std::optional<MonoTime> budget_end, bool retry_errors,
+                            const std::atomic<bool> *abort) {
     bool warned = false;
+    // A request may use the budget minus what a give-back needs.
+    auto request_timeout = [&](long wait_ms) {
+        if (!budget_end) return wait_ms + kRequestSlackMs;
+        return std::max(1L, ms_until(*budget_end) - kGiveBackReserveMs);
+    };
     for (;;) {
         if (abort->load()) return Outcome::Canceled;
         long wait_ms = kMaxLongPollMs;
         if (deadline) wait_ms = std::clamp(ms_until(*deadline), 0L, kMaxLongPollMs);
+        std::string instance;
+        std::string session =
+            session_id(Millis(budget_end ? std::min(kSessionWaitMs, ms_until(*budget_end) / 4) : kSessionWaitMs),
+                       &instance);
+        uint64_t min_token;
+        {
+            std::lock_guard<std::mutex> g(mu_);
+            min_token = max_token_seen_;
+        }
         MonoTime sent = MonoClock::now();
+        uint64_t granted = 0;
         try {
             PutResult r;
             {
                 auto c = pool_.take();
-                r = c->put(cfg_.name, cfg_.owner, cfg_.ttl_seconds, wait_ms, wait_ms + kRequestSlackMs, abort);
+                r = c->put(cfg_.name, cfg_.owner, cfg_.ttl_seconds, wait_ms, request_timeout(wait_ms), abort, session,
+                           min_token);
+                if (r.acquired) granted = r.lock.token;
                 // A long-poll may be granted long after it was sent, and the
                 // renewal deadline counts from the send. When the answer took
                 // a while, confirm the hold with a renewal sent now (it keeps
                 // the token); otherwise the hold would look stale at once.
                 if (r.acquired && MonoClock::now() - sent > timing_.renew_deadline / 10) {
-                    uint64_t granted = r.lock.token;
                     sent = MonoClock::now();
-                    r = c->put(cfg_.name, cfg_.owner, cfg_.ttl_seconds, 0, timing_.renew_deadline.count(), abort);
-                    if (r.acquired && r.lock.token != granted) r.acquired = false;  // lapsed in between
+                    long t = timing_.renew_deadline.count();
+                    if (budget_end) t = std::min(t, request_timeout(0));
+                    r = c->put(cfg_.name, cfg_.owner, cfg_.ttl_seconds, 0, t, abort, session, granted);
+                    if (r.acquired && r.lock.token != granted) {
+                        granted = r.lock.token;
+                        r.acquired = false;  // lapsed in between
+                        give_back(granted, budget_end ? ms_until(*budget_end) : kReleaseTimeoutMs);
+                        granted = 0;
+                    }
                 }
             }
             if (r.acquired) {
                 std::unique_lock<std::mutex> lk(mu_);
+                max_token_seen_ = std::max(max_token_seen_, r.lock.token);
                 if (abort->load() || shutdown_) {
                     // Canceled while the sidecar granted it: give it back.
                     lk.unlock();
-                    try {
-                        pool_.take()->release(cfg_.name, cfg_.owner, kReleaseTimeoutMs);
-                    } catch (...) {
-                    }
+                    give_back(r.lock.token, kReleaseTimeoutMs);
                     return Outcome::Canceled;
                 }
                 state_ = State::Held;
                 token_ = r.lock.token;
+                hold_session_ = r.lock.session;
+                hold_instance_ = instance;
                 last_confirmed_send_ = sent;
                 next_renew_ = sent + timing_.renew_interval;
                 ensure_worker();
@@ -89,14 +146,15 @@ Lock::Outcome Lock::attempt(std::optional<MonoTime> deadline, bool retry_errors,
             }
             if (deadline && MonoClock::now() >= *deadline) return Outcome::TimedOut;
         } catch (const Error &e) {
-            if (e.code() == MP_ECANCELED) {
+            if (granted) {
+                // Granted, then the confirmation failed: do not keep it.
+                give_back(granted, budget_end ? ms_until(*budget_end) : kReleaseTimeoutMs);
+            }
+            if (e.code() == MP_ECANCELED || e.code() == MP_ETIMEOUT) {
                 // The sidecar may still grant the abandoned long-poll (it
                 // can be processed after we hung up): take it back.
-                try {
-                    pool_.take()->release(cfg_.name, cfg_.owner, kCancelReleaseTimeoutMs);
-                } catch (...) {
-                }
-                return Outcome::Canceled;
+                give_back(0, budget_end ? ms_until(*budget_end) : kCancelReleaseTimeoutMs);
+                if (e.code() == MP_ECANCELED) return Outcome::Canceled;
             }
             if (!retry_errors) throw;
             if (!warned) {
@@ -122,11 +180,15 @@ bool Lock::acquire(long timeout_ms, const std::atomic<bool> *abort) {
         // cancel from another thread repeat it until the call returns.
         cancel_ = false;
     }
-    std::optional<MonoTime> deadline;
-    if (timeout_ms >= 0) deadline = MonoClock::now() + Millis(timeout_ms);
+    std::optional<MonoTime> deadline, budget_end;
+    MonoTime start = MonoClock::now();
+    if (timeout_ms >= 0) {
+        deadline = start + Millis(timeout_ms);
+        budget_end = start + Millis(timeout_ms > 0 ? timeout_ms + kDeadlineSlackMs : kOneAttemptMs + kDeadlineSlackMs);
+    }
     Outcome o;
     try {
-        o = attempt(deadline, false, abort ? abort : &cancel_);
+        o = attempt(deadline, budget_end, false, abort ? abort : &cancel_);
     } catch (...) {
         std::lock_guard<std::mutex> g(mu_);
         state_ = State::Idle;
@@ -165,7 +227,7 @@ void Lock::worker_main() {
             async_pending_ = false;
             Callback cb = on_acquired_;
             lk.unlock();
-            Outcome o = attempt(std::nullopt, true, &cancel_);
+            Outcome o = attempt(std::nullopt, std::nullopt, true, &cancel_);
             lk.lock();
             async_active_ = false;
             cancel_ = false;        // consumed by this attempt
@@ -179,6 +241,8 @@ void Lock::worker_main() {
             continue;
         }
         if (state_ == State::Held) {
+            // Also the wake-up after a pause (SIGSTOP): the wait returns at
+            // once and renew_once() finds the deadline passed.
             if (MonoClock::now() >= next_renew_) {
                 renew_once(lk);
             } else {
@@ -200,38 +264,55 @@ void Lock::renew_once(std::unique_lock<std::mutex> &lk) {
     renewing_ = true;
     uint64_t expected_token = token_;
     lk.unlock();
+    std::string instance;
+    std::string session = session_id(Millis(0), &instance);
     std::optional<PutResult> result;
     std::string error;
+    int error_code = MP_OK;
     try {
         auto c = pool_.take();
-        result = c->put(cfg_.name, cfg_.owner, cfg_.ttl_seconds, 0, std::max(1L, ms_until(deadline)), nullptr);
+        result = c->put(cfg_.name, cfg_.owner, cfg_.ttl_seconds, 0, std::max(1L, ms_until(deadline)), nullptr, session,
+                        expected_token);
+    } catch (const Error &e) {
+        error = e.what();
+        error_code = e.code();
     } catch (const std::exception &e) {
         error = e.what();
+        error_code = MP_ERROR;
     }
     lk.lock();
     renewing_ = false;
     cv_.notify_all();
-    if (state_ != State::Held) return;  // released while the renewal was in flight
+    if (state_ != State::Held || token_ != expected_token) return;  // released (or lost) meanwhile
+    if (result && result->acquired) max_token_seen_ = std::max(max_token_seen_, result->lock.token);
     if (result && result->acquired && result->lock.token == expected_token) {
         last_confirmed_send_ = sent;
         next_renew_ = sent + timing_.renew_interval;
+        if (!result->lock.session.empty() || session.empty()) hold_session_ = result->lock.session;
+        hold_instance_ = instance;
         return;
     }
     if (result && result->acquired) {
         // Our record had expired and the PUT took it anew: someone else may
         // have held it in between, so this hold is not continuous.
-        lose(lk, "the hold lapsed (the sidecar granted a new fencing token " + std::to_string(result->lock.token) +
+        uint64_t fresh = result->lock.token;
+        lose(lk, "the hold lapsed (the sidecar granted a new fencing token " + std::to_string(fresh) +
                      " instead of renewing " + std::to_string(expected_token) + ")");
         lk.unlock();
-        try {
-            pool_.take()->release(cfg_.name, cfg_.owner, kReleaseTimeoutMs);
-        } catch (...) {
-        }
+        give_back(fresh, kReleaseTimeoutMs);
         lk.lock();
         return;
     }
     if (result) {
-        lose(lk, "the sidecar reports it is held by '" + result->lock.owner + "'");
+        lose(lk, result->lock.reason == "Recovering"
+                     ? "mp-sidecar restarted after a crash and no longer knows this hold"
+                     : "the sidecar reports it is held by '" + result->lock.owner + "'");
+        return;
+    }
+    if (error_code == MP_EPROTOCOL || error_code == MP_ESHUTDOWN) {
+        // An answer we cannot trust, or a sidecar that is going away: the
+        // hold cannot be vouched for any more.
+        lose(lk, "a renewal failed: " + error);
         return;
     }
     if (MonoClock::now() >= deadline) {
@@ -242,11 +323,19 @@ void Lock::renew_once(std::unique_lock<std::mutex> &lk) {
     next_renew_ = std::min(deadline, MonoClock::now() + timing_.retry_period);
 }
 
-void Lock::lose(std::unique_lock<std::mutex> &lk, const std::string &why) {
+std::shared_ptr<Done> Lock::lose(std::unique_lock<std::mutex> &lk, const std::string &why) {
+    (void)lk;
     state_ = State::Idle;
     token_ = 0;
+    hold_session_.clear();
+    hold_instance_.clear();
     cv_.notify_all();
+    return report_lost(why, true);
+}
+
+std::shared_ptr<Done> Lock::report_lost(const std::string &why, bool may_exit) {
     if (!on_lost_) {
+        if (!may_exit) return nullptr;
         std::fprintf(stderr,
                      "metaparticle: lost lock '%s' held by '%s': %s. No on_lost handler was given, so the "
                      "process exits (status 1).\n",
@@ -254,11 +343,38 @@ void Lock::lose(std::unique_lock<std::mutex> &lk, const std::string &why) {
         std::fflush(nullptr);
         _exit(1);
     }
-    (void)lk;
-    post(on_lost_);
+    auto done = std::make_shared<Done>();
+    Callback cb = on_lost_;
+    post([cb, done] {
+        struct SetOnExit {
+            Done &d;
+            ~SetOnExit() { d.set(); }
+        } set_on_exit{*done};
+        cb();
+    });
+    return done;
 }
 
-bool Lock::release() {
+std::shared_ptr<Done> Lock::on_session_event(const SessionEvent &e) {
+    std::unique_lock<std::mutex> lk(mu_);
+    if (state_ != State::Held) return nullptr;
+    switch (e.kind) {
+    case SessionEvent::Shutdown:
+        break;  // every hold through this sidecar
+    case SessionEvent::Lost:
+        if (e.name != cfg_.name || e.owner != cfg_.owner || e.token != token_) return nullptr;
+        break;
+    case SessionEvent::SessionClosed:
+        if (hold_session_.empty() || hold_session_ != e.session) return nullptr;
+        break;
+    case SessionEvent::InstanceGone:
+        if (hold_instance_.empty() || hold_instance_ != e.instance) return nullptr;
+        break;
+    }
+    return lose(lk, e.why);
+}
+
+Lock::Released Lock::release(std::string *why) {
     std::unique_lock<std::mutex> lk(mu_);
     if (async_active_) {
         // A pending lock_async(): cancel it and wait for the worker to settle.
@@ -271,24 +387,52 @@ bool Lock::release() {
             cancel_ = false;  // nothing left for it to cancel
             state_ = State::Idle;
             cv_.notify_all();
-            return true;
+            return Released::Released;
         }
         cv_.notify_all();
         cv_.wait(lk, [&] { return !async_active_ || shutdown_; });
-        if (state_ != State::Held) return true;
+        if (state_ != State::Held) return Released::Released;
     }
-    if (state_ != State::Held) return false;
+    if (state_ != State::Held) return Released::NotHeld;
+    // From here this call owns the end of the hold: the renewal thread and
+    // session events see state_ != Held and report nothing, so a loss found
+    // below is reported exactly once, here.
+    uint64_t token = token_;
+    bool past_deadline = MonoClock::now() >= last_confirmed_send_ + timing_.renew_deadline;
     state_ = State::Idle;
     token_ = 0;
+    hold_session_.clear();
+    hold_instance_.clear();
     cv_.notify_all();
     // Never let an in-flight renewal reach the sidecar after the DELETE: it
     // would take the lock again.
     cv_.wait(lk, [&] { return !renewing_; });
     lk.unlock();
-    if (!pool_.take()->release(cfg_.name, cfg_.owner, kReleaseTimeoutMs)) {
-        // 404/409: the sidecar no longer had it as ours (it had expired).
+    LockInfo holder;
+    ReleaseResult r = ReleaseResult::Released;
+    std::string error;
+    try {
+        // With the token, so that a hold made since by someone else (or by
+        // another handle with our owner name) is never cleared.
+        r = pool_.take()->release(cfg_.name, cfg_.owner, token, kReleaseTimeoutMs, &holder);
+    } catch (const Error &) {
+        if (!past_deadline) throw;
+        // Lost anyway; the sidecar being unreachable changes nothing.
     }
-    return true;
+    std::string reason;
+    if (past_deadline)
+        reason = "lock '" + cfg_.name + "' was lost before the release: no renewal was confirmed within " +
+                 std::to_string(timing_.renew_deadline.count()) + " ms (the process was paused, or the sidecar "
+                 "did not answer), so another holder may have had it";
+    else if (r == ReleaseResult::NotOurs)
+        reason = "lock '" + cfg_.name + "' was lost before the release: mp-sidecar says " +
+                 (holder.owner.empty() ? std::string("it has no such hold")
+                                       : "it is held by '" + holder.owner + "'") +
+                 " (token " + std::to_string(token) + " was ours)";
+    if (reason.empty()) return Released::Released;
+    report_lost(reason, /*may_exit=*/false);  // on_lost once; the caller also gets MP_ELOST
+    if (why) *why = reason;
+    return Released::Lost;
 }
 
 void Lock::cancel() {
@@ -304,7 +448,7 @@ bool Lock::held() {
 
 std::optional<uint64_t> Lock::token() {
     std::lock_guard<std::mutex> g(mu_);
-    if (state_ != State::Held) return std::nullopt;
+    if (state_ != State::Held || MonoClock::now() >= last_confirmed_send_ + timing_.renew_deadline) return std::nullopt;
     return token_;
 }
 

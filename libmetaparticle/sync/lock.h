@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "common/time.h"
+#include "sync/session.h"
 #include "sync/sidecar_client.h"
 
 namespace mp::sync {
@@ -35,26 +36,34 @@ struct LockTiming {
     static LockTiming for_ttl(int ttl_seconds);
 };
 
-class Lock {
+class Lock : private SessionListener {
 public:
     using Callback = std::function<void()>;
 
     // `on_lost` empty: a loss prints why and exits the process with status 1.
     Lock(LockConfig cfg, Callback on_lost);
-    ~Lock();
+    ~Lock() override;
     Lock(const Lock &) = delete;
     Lock &operator=(const Lock &) = delete;
 
-    // Blocking acquire. timeout_ms < 0: forever. Returns false when the
-    // timeout passed with the lock held elsewhere. Throws mp::Error
-    // (MP_ESTATE, MP_ECANCELED, MP_ESIDECAR, ...).
+    // Blocking acquire. timeout_ms < 0: forever; 0: one attempt. Returns
+    // within timeout_ms + ~100 ms (one attempt: 1 s + ~100 ms) whatever the
+    // sidecar does. Returns false when the timeout passed with the lock held
+    // elsewhere. Throws mp::Error (MP_ESTATE, MP_ECANCELED, MP_ETIMEOUT when
+    // the sidecar did not answer in time, MP_ESIDECAR, MP_EPROTOCOL, ...).
     // `abort` (optional) is an extra cancel flag the caller owns.
     bool acquire(long timeout_ms, const std::atomic<bool> *abort = nullptr);
     // Background acquire; `on_acquired` runs on the callback thread.
     void lock_async(Callback on_acquired);
-    // Give the lock up now (or cancel a pending async acquire). Returns false
-    // when there was nothing to release.
-    bool release();
+
+    enum class Released {
+        Released,  // the hold was ours until the sidecar cleared it
+        NotHeld,   // nothing to release (never held, or a loss already reported)
+        Lost,      // the hold had been lost unnoticed; on_lost was posted
+    };
+    // Give the lock up now (or cancel a pending async acquire). `why` gets
+    // the reason for Lost.
+    Released release(std::string *why = nullptr);
     void cancel();
 
     bool held();
@@ -71,10 +80,21 @@ private:
     enum class Outcome { Acquired, TimedOut, Canceled };
 
     // Runs PUT long-polls until acquired, `deadline` passes or canceled.
-    Outcome attempt(std::optional<MonoTime> deadline, bool retry_errors, const std::atomic<bool> *abort);
+    // `budget_end` bounds every request (nullopt: no bound).
+    Outcome attempt(std::optional<MonoTime> deadline, std::optional<MonoTime> budget_end, bool retry_errors,
+                    const std::atomic<bool> *abort);
+    void give_back(uint64_t token, long timeout_ms);
+    std::string session_id(Millis max_wait, std::string *instance = nullptr);
     void worker_main();
     void renew_once(std::unique_lock<std::mutex> &lk);
-    void lose(std::unique_lock<std::mutex> &lk, const std::string &why);
+    // Ends the current hold as lost and reports it (on_lost, or exit without
+    // a handler). Caller holds mu_ and has checked state_ == Held; whoever
+    // moves a hold out of Held reports it, so each loss is reported once.
+    std::shared_ptr<Done> lose(std::unique_lock<std::mutex> &lk, const std::string &why);
+    // Posts on_lost (or, with may_exit and no handler, prints and exits).
+    // The returned Done is set once on_lost has run (null without handler).
+    std::shared_ptr<Done> report_lost(const std::string &why, bool may_exit);
+    std::shared_ptr<Done> on_session_event(const SessionEvent &e) override;
     void post(Callback cb);  // run on the callback thread
     void dispatcher_main();
     void ensure_worker();
@@ -84,6 +104,8 @@ private:
     const LockTiming timing_;
     const Callback on_lost_;
     SidecarPool pool_;
+    std::shared_ptr<Session> session_;  // set on the first acquire (under session_mu_)
+    std::mutex session_mu_;
 
     std::mutex mu_;
     std::condition_variable cv_;
@@ -94,6 +116,9 @@ private:
     bool renewing_ = false;        // a renewal PUT is in flight
     bool shutdown_ = false;
     uint64_t token_ = 0;
+    uint64_t max_token_seen_ = 0;  // tokens of 200s never go below it
+    std::string hold_session_;     // the session the hold is tied to ("" = none)
+    std::string hold_instance_;    // the sidecar instance that last confirmed the hold
     MonoTime last_confirmed_send_; // send time of the last confirmed acquire/renew
     MonoTime next_renew_;
     std::atomic<bool> cancel_{false};
