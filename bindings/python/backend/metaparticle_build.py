@@ -189,10 +189,12 @@ def _core_library() -> Path:
         ],
         "building libmetaparticle",
     )
-    libs = sorted(build.glob("libmetaparticle/libmetaparticle.so.*.*.*"))
-    if not libs:
-        raise BuildError(f"the CMake build did not produce {build}/libmetaparticle/libmetaparticle.so.X.Y.Z")
-    return libs[-1].resolve()
+    # The development symlink names the real file (libmetaparticle.so.X.Y.Z);
+    # a glob would also match its split debug information (.so.X.Y.Z.debug).
+    link = build / "libmetaparticle" / "libmetaparticle.so"
+    if not link.exists():
+        raise BuildError(f"the CMake build did not produce {link}")
+    return link.resolve()
 
 
 def _soname(lib: Path) -> str:
