@@ -1,6 +1,6 @@
 #include "lock_service.h"
 
-#include <openssl/rand.h>
+#include <sys/random.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -15,8 +15,11 @@ namespace {
 std::chrono::seconds ttl_of(const LockRecord &rec) { return std::chrono::seconds(std::max(rec.ttl_seconds, 0)); }
 
 std::string random_id() {
+    // getrandom(2), not OpenSSL: initialising libcrypto's RNG would touch
+    // ~3 MB of its pages in a memory-backend sidecar that never needs TLS.
     unsigned char bytes[16];
-    if (RAND_bytes(bytes, sizeof bytes) != 1) throw std::runtime_error("cannot make a random session id");
+    if (getrandom(bytes, sizeof bytes, 0) != static_cast<ssize_t>(sizeof bytes))
+        throw std::runtime_error("cannot make a random session id");
     static const char hex[] = "0123456789abcdef";
     std::string out;
     for (unsigned char b : bytes) {

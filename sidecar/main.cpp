@@ -4,7 +4,7 @@
 // Kubernetes Leases.
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <openssl/rand.h>
+#include <sys/random.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -36,7 +36,7 @@ std::string random_hex(size_t bytes) {
     static const char hex[] = "0123456789abcdef";
     for (size_t i = 0; i < bytes; ++i) {
         unsigned char b = 0;
-        RAND_bytes(&b, 1);
+        if (getrandom(&b, 1, 0) != 1) b = static_cast<unsigned char>(getpid() + i);
         out += hex[b >> 4];
         out += hex[b & 15];
     }
