@@ -88,8 +88,9 @@ step() {
 
 # The README's commands run as a user's would, but nothing may come from a
 # package index: pip and npm are told to stay offline, mktemp -d makes its
-# folders under the work directory.
-export TMPDIR="$work/tmp" PIP_NO_INDEX=1 npm_config_offline=true npm_config_audit=false npm_config_fund=false
+# folders under the work directory; Python does not buffer what the seed code
+# prints, so it can be seen while it runs.
+export PYTHONUNBUFFERED=1 TMPDIR="$work/tmp" PIP_NO_INDEX=1 npm_config_offline=true npm_config_audit=false npm_config_fund=false
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 mkdir -p "$TMPDIR"
 
@@ -125,27 +126,47 @@ lock.acquire({ timeout: 10000 }).then(async (token) => {
 });
 JS
 node check.js'
-# Seed code that runs until stopped: run it for a while, then look at what it printed.
+# Seed code that runs until stopped (an election): run it until it has
+# printed every PATTERN (or TIMEOUT seconds passed, or it exited), stop it,
+# and fail unless every PATTERN was printed.
+seed_run() { # TIMEOUT OUTFILE PATTERN... -- COMMAND...
+  local timeout=$1 out=$2 ok=0 p pid
+  shift 2
+  local patterns=()
+  while [ "$1" != "--" ]; do patterns+=("$1"); shift; done
+  shift
+  "$@" >"$out" 2>&1 &
+  pid=$!
+  local deadline=$((SECONDS + timeout))
+  while :; do
+    ok=1
+    for p in "${patterns[@]}"; do grep -q -- "$p" "$out" || ok=0; done
+    if [ $ok = 1 ] || ! kill -0 "$pid" 2>/dev/null || [ $SECONDS -ge $deadline ]; then break; fi
+    sleep 0.1
+  done
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  cat "$out"
+  for p in "${patterns[@]}"; do grep -q -- "$p" "$out" || { echo "missing '$p' in the output above"; return 1; }; done
+}
 seed_expect() { # FILE PATTERN...
   local f=$1; shift
   local p; for p in "$@"; do grep -q -- "$p" "$f" || { echo "missing '$p' in the output:"; cat "$f"; return 1; }; done
   cat "$f"
 }
-export -f seed_expect
+export -f seed_run seed_expect
 
 start_sidecar "$sidecar_bin"
 step python "$(block python)
 $py_check
 $(printf 'cat > seed.py <<"PY"\n%s\nPY' "$(block python-seed)")
-timeout 15 python seed.py >seed.out 2>&1 || [ \$? = 124 ]
-seed_expect seed.out 'I have the lock, fencing token' 'I am the leader'"
+seed_run 30 seed.out 'I have the lock, fencing token' 'I am the leader' -- python seed.py"
 
 start_sidecar "$sidecar_bin"
 step node "$(block node)
 $node_check
 $(printf 'cat > seed.js <<"JS"\n%s\nJS' "$(block node-seed)")
-timeout 20 node seed.js >seed.out 2>&1 || [ \$? = 124 ]
-seed_expect seed.out 'I have the lock!' 'I am the leader'"
+seed_run 40 seed.out 'I have the lock!' 'I am the leader' -- node seed.js"
 
 start_sidecar "$sidecar_bin"
 examples_cmd='cd examples/js && npm install'
@@ -211,8 +232,7 @@ $(block dotnet)
 $(printf 'cat > Program.cs <<"CS"\n%s\nCS' "$(block dotnet-seed)")
 dotnet build -c Release -o out >build.log 2>&1 || { cat build.log; exit 1; }
 test -f out/runtimes/linux-x64/native/libmetaparticle.so   # from Metaparticle.Core
-timeout 30 dotnet out/MyApp.dll >seed.out 2>&1 || [ \$? = 124 ]
-seed_expect seed.out 'Acquired lock' 'I am the leader!'"
+seed_run 60 seed.out 'Acquired lock' 'I am the leader!' -- dotnet out/MyApp.dll"
 stop_sidecar
 
 echo "readme install test: $((SECONDS - start_all)) s in all"
