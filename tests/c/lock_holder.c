@@ -1,6 +1,7 @@
 /* Helper process for the C API tests: holds a lock or runs an election in a
  * separate process, reporting on stdout, until its stdin closes.
  *   lock_holder URL NAME hold TTL        acquire, print "ACQUIRED <token>", release at EOF
+ *                                        and print "RELEASE <code name>"; "LOST <CLOCK_MONOTONIC ms>" on each on_lost
  *   lock_holder URL NAME hold-nohandler TTL   same, but no on_lost handler
  *   lock_holder URL NAME elect TTL IDENTITY   print "LEADER" / "LOST" as they happen
  */
@@ -9,12 +10,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <pthread.h>
 #include <unistd.h>
 
 static void on_lost(mp_lock *l, void *ud) {
     (void)l; (void)ud;
-    printf("LOST\n");
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts); /* system-wide: comparable with the test's clock */
+    printf("LOST %.3f\n", ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6);
     fflush(stdout);
 }
 static void on_leader(mp_election *e, void *ud) { (void)e; (void)ud; printf("LEADER\n"); fflush(stdout); }
@@ -49,7 +53,9 @@ int main(int argc, char **argv) {
         char buf[64];
         while (read(0, buf, sizeof buf) > 0) {
         }
-        mp_lock_release(l);
+        int rc = mp_lock_release(l);
+        printf("RELEASE %s\n", mp_error_name(rc));
+        fflush(stdout);
         mp_lock_free(l);
         return 0;
     }
