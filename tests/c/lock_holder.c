@@ -1,6 +1,6 @@
 /* Helper process for the C API tests: holds a lock or runs an election in a
  * separate process, reporting on stdout, until its stdin closes.
- *   lock_holder URL NAME hold TTL        acquire, print "ACQUIRED <token>", release at EOF
+ *   lock_holder URL NAME hold TTL        acquire, print "ACQUIRED <token> <CLOCK_MONOTONIC ms>", release at EOF
  *                                        and print "RELEASE <code name>"; "LOST <CLOCK_MONOTONIC ms>" on each on_lost
  *   lock_holder URL NAME hold-nohandler TTL   same, but no on_lost handler
  *   lock_holder URL NAME elect TTL IDENTITY   print "LEADER" / "LOST" as they happen
@@ -48,7 +48,9 @@ int main(int argc, char **argv) {
         }
         uint64_t token = 0;
         mp_lock_token(l, &token);
-        printf("ACQUIRED %" PRIu64 "\n", token);
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        printf("ACQUIRED %" PRIu64 " %.3f\n", token, ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6);
         fflush(stdout);
         char buf[64];
         while (read(0, buf, sizeof buf) > 0) {
