@@ -10,5 +10,5 @@ B=${1:-build}
 shift || true
 exec /usr/bin/python3 tests/chaos/chaos_driver.py \
   --worker "$B/tests/chaos/chaos_worker" --sidecar "$B/sidecar/mp-sidecar" \
-  --acquisitions "${MP_CHAOS_ACQUISITIONS:-10000}" --cs-ms 1:10 --gap-ms 0:3 --fault-gap 1 4 \
+  --acquisitions "${MP_CHAOS_ACQUISITIONS:-10000}" --cs-ms 1:10 --gap-ms 0:3 --fault-gap 3 8 \
   --ttl 3 --min-acquisitions 100 "$@"

@@ -77,6 +77,12 @@ def free_port():
         return s.getsockname()[1]
 
 
+def sidecar_has_option(binary, option):
+    """Whether this mp-sidecar knows `option` (the checker also runs against older ones)."""
+    out = subprocess.run([binary, "--help"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30).stdout
+    return option.encode() in out
+
+
 def code_name(rc):
     return CODE_NAMES.get(rc, str(rc))
 
@@ -117,6 +123,7 @@ class WorkerLog:
         self.open_hold = None    # Hold between A and E
         self.acquire_errors = collections.Counter()
         self.exited_cleanly = False
+        self.started = False     # its S record: signals are handled from here on
 
     def read(self):
         try:
@@ -163,6 +170,8 @@ class WorkerLog:
                 h = self.holds.get(int(f[1]))
                 if h:
                     h.t_release, h.rc_release = int(f[2]), int(f[4])
+            elif kind == "S":
+                self.started = True
             elif kind == "Q":
                 self.exited_cleanly = True
         return new_holds
@@ -278,6 +287,9 @@ class Run:
                                           "--namespace", self.fake.namespace, "--identity", f"sidecar-{i}",
                                           *common], self.dir) for i in range(2)]
         else:
+            if sidecar_has_option(self.args.sidecar, "--state-dir"):
+                # The token epoch and crash marker of this test's sidecar, not the machine's.
+                common += ["--state-dir", os.path.join(self.dir, "sidecar-state")]
             self.slots = [SidecarSlot(0, ["--backend", "memory", *common], self.dir)]
         for i in range(self.args.workers):
             self.spawn_worker(self.slots[i % len(self.slots)])
@@ -338,6 +350,8 @@ class Run:
         for w in self.workers:
             h = w.log.open_hold
             if h and w.alive() and w.killed_at is None and w.stopped_at is None:
+                if any(stop >= h.t_call for stop, _ in self.stops.get(w.pid, [])):
+                    continue  # paused during this hold: it may believe it holds a lock it lost
                 if long_for is not None and (h.cs_ms < self.ttl * 500 or t - h.t_acq < long_for * NS):
                     continue
                 if best is None or h.t_acq > best[1].t_acq:
@@ -346,8 +360,10 @@ class Run:
 
     def arm(self, kind):
         """Make some worker's next critical section long; strike `kind` while it runs."""
-        ready = [w for w in self.workers if w.alive() and w.killed_at is None and w.stopped_at is None]
-        for w in self.rng.sample(ready, min(2, len(ready))):
+        # Only workers that logged S: before it, SIGUSR1 would still kill them.
+        ready = [w for w in self.workers if w.alive() and w.killed_at is None and w.stopped_at is None
+                 and w.log.started]
+        for w in self.rng.sample(ready, min(1, len(ready))):
             w.proc.send_signal(signal.SIGUSR1)
         self.armed = (kind, now_ns(), self.rng.uniform(0.1, 0.6 * self.ttl))
 
