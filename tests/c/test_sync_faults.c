@@ -58,6 +58,21 @@ struct script {
     uint64_t next_token;       /* non-zero: the next grant's token */
 };
 
+/* Changes while the fake runs go through its mutex. */
+#define SCRIPT_SET(s, stmt)             \
+    do {                                \
+        pthread_mutex_lock(&(s).mu);    \
+        stmt;                           \
+        pthread_mutex_unlock(&(s).mu);  \
+    } while (0)
+
+static int put_body_has(struct script *s, const char *needle) {
+    pthread_mutex_lock(&s->mu);
+    int has = strstr(s->last_put_body, needle) != NULL;
+    pthread_mutex_unlock(&s->mu);
+    return has;
+}
+
 static void script_init(struct script *s) {
     memset(s, 0, sizeof *s);
     pthread_mutex_init(&s->mu, NULL);
@@ -126,13 +141,15 @@ static const char *scripted(void *ud, int index, const char *method, const char 
 
 struct counter {
     atomic_int n;
-    double first_at;
+    _Atomic double first_at; /* set before n counts the first call */
 };
 
 static void count_cb(mp_lock *l, void *ud) {
     (void)l;
     struct counter *c = ud;
-    if (atomic_fetch_add(&c->n, 1) == 0) c->first_at = now_ms();
+    double unset = 0;
+    atomic_compare_exchange_strong(&c->first_at, &unset, now_ms());
+    atomic_fetch_add(&c->n, 1);
 }
 
 static int wait_count(struct counter *c, int n, int timeout_ms) {
@@ -219,7 +236,7 @@ static void test_token_must_not_go_backwards(void **state) {
     assert_int_equal(mp_lock_token(l, &t), MP_OK);
     assert_int_equal(t, 10);
     assert_int_equal(mp_lock_release(l), MP_OK);
-    s.next_token = 9; /* a sidecar that forgot its tokens */
+    SCRIPT_SET(s, s.next_token = 9); /* a sidecar that forgot its tokens */
     assert_int_equal(mp_lock_acquire(l, 2000), MP_EPROTOCOL);
     assert_non_null(strstr(mp_error_last(), "token"));
     assert_int_equal(is_held(l), 0);
@@ -260,13 +277,13 @@ static void test_release_answered_409_is_elost(void **state) {
     struct counter lost = {0, 0};
     mp_lock *l = new_lock(fake_url(f), "release-409", "me", 15, count_cb, &lost);
     assert_int_equal(mp_lock_acquire(l, 2000), MP_OK);
-    s.delete_status = 409;
+    SCRIPT_SET(s, s.delete_status = 409);
     assert_int_equal(mp_lock_release(l), MP_ELOST);
     assert_non_null(strstr(mp_error_last(), "thief"));
     assert_true(wait_count(&lost, 1, 2000));
     assert_int_equal(mp_lock_release(l), MP_ENOTHELD);
     assert_int_equal(mp_lock_acquire(l, 2000), MP_OK);
-    s.delete_status = 404;
+    SCRIPT_SET(s, s.delete_status = 404);
     assert_int_equal(mp_lock_release(l), MP_ELOST);
     assert_true(wait_count(&lost, 2, 2000));
     sleep_ms(100);
@@ -448,10 +465,10 @@ static void test_endless_body_is_capped_and_handle_recovers(void **state) {
     assert_int_equal(rc, MP_EPROTOCOL);
     assert_non_null(strstr(mp_error_last(), "1 MiB"));
     /* Other hostile answers on the same handle. */
-    s.put_special = FAKE_CLOSE;
+    SCRIPT_SET(s, s.put_special = FAKE_CLOSE);
     assert_int_equal(mp_lock_acquire(l, 1000), MP_ESIDECAR);
-    s.put_special = NULL;
-    s.bad_put_body = "{}";
+    SCRIPT_SET(s, s.put_special = NULL);
+    SCRIPT_SET(s, s.bad_put_body = "{}");
     assert_int_equal(mp_lock_acquire(l, 1000), MP_EPROTOCOL);
     fake_stop(f);
     sidecar_proc sc;
@@ -484,7 +501,7 @@ static void test_session_shutdown_marks_lost_then_acks(void **state) {
     mp_lock *a = new_lock(fake_url(f), "sess-a", "me", 15, count_cb, &lost_a);
     mp_lock *b = new_lock(fake_url(f), "sess-b", "me", 15, count_cb, &lost_b);
     assert_int_equal(mp_lock_acquire(a, 2000), MP_OK);
-    assert_non_null(strstr(s.last_put_body, "\"session\":\"s-one\""));
+    assert_true(put_body_has(&s, "\"session\":\"s-one\""));
     assert_int_equal(mp_lock_acquire(b, 2000), MP_OK);
     assert_int_equal(fake_stream_count(f), 1); /* one session for the process and URL */
     assert_int_equal(fake_stream_send(f, "{\"type\":\"ping\"}"), 0);
@@ -503,7 +520,7 @@ static void test_session_shutdown_marks_lost_then_acks(void **state) {
     /* The client reconnects (with backoff) and the next hold is tied again. */
     assert_int_equal(fake_stream_wait_count(f, 2, 5000), 0);
     assert_int_equal(mp_lock_acquire(a, 2000), MP_OK);
-    assert_non_null(strstr(s.last_put_body, "\"session\":\"s-one\""));
+    assert_true(put_body_has(&s, "\"session\":\"s-one\""));
     sleep_ms(200);
     assert_int_equal(atomic_load(&lost_a.n), 1);
     mp_lock_free(a);
@@ -543,7 +560,7 @@ static void test_session_lost_event_and_instance_change(void **state) {
     assert_true(wait_count(&lost_other, 1, 5000));
     assert_int_equal(is_held(m), 0);
     assert_int_equal(mp_lock_acquire(m, 2000), MP_OK);
-    assert_non_null(strstr(s.last_put_body, "\"session\":\"s-two\""));
+    assert_true(put_body_has(&s, "\"session\":\"s-two\""));
     mp_lock_free(m);
     mp_lock_free(l);
     fake_stop(f);
