@@ -177,7 +177,7 @@ seed_expect lock.out 'I have the lock!' 'Unlocked'"
 
 step release "$(block release)
 ls -l dist
-python3 -m zipfile -l dist/Metaparticle.Core.0.1.0.nupkg | grep -q 'runtimes/linux-x64/native/libmetaparticle.so'
+python3 -m zipfile -l dist/Metaparticle.Core.0.1.0.nupkg | grep 'runtimes/linux-x64/native/libmetaparticle.so'
 ls dist/metaparticle-0.1.0-cp3*-linux_x86_64.whl dist/metaparticle-sync-0.1.0.tgz dist/metaparticle-package-0.1.0.tgz dist/Metaparticle.Sync.0.1.0.nupkg dist/Metaparticle.Package.0.1.0.nupkg
 tar tzf dist/metaparticle-0.1.0-linux-x86_64.tar.gz | grep -E 'include/metaparticle.h|lib/libmetaparticle.so|pkgconfig/metaparticle.pc|cmake/metaparticle/metaparticleConfig.cmake|bin/mp-sidecar'"
 
@@ -205,7 +205,7 @@ stop_sidecar
 step c-tarball "$(block c-tarball)
 $c_program
 $(block c-build)
-ldd ./app | grep -q 'metaparticle-0.1.0-linux-x86_64/lib.*/libmetaparticle.so.0'
+ldd ./app | grep 'metaparticle-0.1.0-linux-x86_64/lib.*/libmetaparticle.so.0' >/dev/null   # not grep -q: ldd would die of SIGPIPE (pipefail)
 ./metaparticle-0.1.0-linux-x86_64/bin/mp-sidecar --listen 127.0.0.1:0 >sidecar.out 2>&1 &
 tarball_sidecar=\$!
 trap 'kill \$tarball_sidecar' EXIT
