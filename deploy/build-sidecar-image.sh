@@ -17,11 +17,17 @@ tag=${2:-0.1.0}
 build=${MP_BUILD_DIR:-build}
 [ -f "$build/CMakeCache.txt" ] || cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$build" --target mp-sidecar mp-image -j"$(nproc)"
-sidecar=$(realpath "$build/sidecar/mp-sidecar")
+# A copy without debug information (it is most of the executable's size),
+# with any plugin it loads from its own directory beside it.
+stage=$(realpath "$build")/sidecar-image
+rm -rf "$stage" && mkdir -p "$stage"
+objcopy --strip-debug "$build/sidecar/mp-sidecar" "$stage/mp-sidecar"
 args=(--repository "$repo" --name mp-sidecar --tag "$tag" --port 13131)
-# Plugins mp-sidecar loads with dlopen (the Kubernetes backends, when this
-# build has them as a plugin) are not in its ELF closure: include them.
-for plugin in "$(dirname "$sidecar")"/mp-sidecar-*.so; do
-  [ -e "$plugin" ] && args+=(--include "$plugin")
+# Plugins mp-sidecar loads with dlopen (when this build has any) are not in
+# its ELF closure: include them.
+for plugin in "$build"/sidecar/mp-sidecar-*.so; do
+  [ -e "$plugin" ] || continue
+  objcopy --strip-debug "$plugin" "$stage/$(basename "$plugin")"
+  args+=(--include "$stage/$(basename "$plugin")")
 done
-exec "$build/deploy/mp-image" "${args[@]}" -- "$sidecar"
+exec "$build/deploy/mp-image" "${args[@]}" -- "$stage/mp-sidecar"

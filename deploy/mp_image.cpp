@@ -106,7 +106,7 @@ int main(int argc, char **argv) {
         }
         Options opts = parse_options(mp::json::print(o.get()));
 
-        ProgressPrinter progress(::isatty(STDERR_FILENO) == 1);
+        ProgressPrinter progress(::isatty(STDERR_FILENO) == 1, "mp-image: ");
         auto log = [&](const std::string &m) {
             if (quiet) return;
             progress.clear();

@@ -1,6 +1,7 @@
 #include "package/progress.h"
 
 #include <cstdio>
+#include <utility>
 
 namespace mp::package {
 
@@ -12,8 +13,9 @@ std::string human_size(uint64_t bytes) {
     return buf;
 }
 
-ProgressPrinter::ProgressPrinter(bool tty, double line_interval_seconds)
+ProgressPrinter::ProgressPrinter(bool tty, std::string prefix, double line_interval_seconds)
     : tty_(tty),
+      prefix_(std::move(prefix)),
       interval_(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
           std::chrono::duration<double>(tty ? 0.1 : line_interval_seconds))) {}
 
@@ -56,13 +58,13 @@ void ProgressPrinter::update(const std::string &what, uint64_t done, uint64_t to
         std::string bar(static_cast<size_t>(filled), '=');
         if (filled < kWidth) bar += '>';
         bar.resize(kWidth, ' ');
-        std::snprintf(line, sizeof line, "\r\033[Kcontainerize: %s [%s] %3d%% %s / %s  %s/s", what.c_str(), bar.c_str(),
+        std::snprintf(line, sizeof line, "\r\033[K%s%s [%s] %3d%% %s / %s  %s/s", prefix_.c_str(), what.c_str(), bar.c_str(),
                       static_cast<int>(frac * 100), human_size(done).c_str(), human_size(total).c_str(),
                       human_size(static_cast<uint64_t>(rate)).c_str());
         std::fputs(line, stderr);
         bar_shown_ = true;
     } else {
-        std::snprintf(line, sizeof line, "containerize: %s: %s of %s (%d%%), %s/s\n", what.c_str(), human_size(done).c_str(),
+        std::snprintf(line, sizeof line, "%s%s: %s of %s (%d%%), %s/s\n", prefix_.c_str(), what.c_str(), human_size(done).c_str(),
                       human_size(total).c_str(), static_cast<int>(frac * 100),
                       human_size(static_cast<uint64_t>(rate)).c_str());
         std::fputs(line, stderr);

@@ -16,8 +16,9 @@ using ProgressFn = std::function<void(const std::string &what, uint64_t done, ui
 
 class ProgressPrinter {
 public:
-    // `tty`: redraw one line with a bar; else print periodic lines.
-    ProgressPrinter(bool tty, double line_interval_seconds = 2.0);
+    // `tty`: redraw one line with a bar; else print periodic lines. Lines
+    // start with `prefix` ("containerize: ").
+    ProgressPrinter(bool tty, std::string prefix = "containerize: ", double line_interval_seconds = 2.0);
     ~ProgressPrinter();
     void update(const std::string &what, uint64_t done, uint64_t total);
     // Erase a bar in progress before a log line is printed.
@@ -28,6 +29,7 @@ public:
 
 private:
     bool tty_;
+    std::string prefix_;
     std::chrono::steady_clock::duration interval_;
     std::mutex mu_;
     std::string current_;  // the step being shown
