@@ -94,13 +94,14 @@ def code_name(rc):
 class Hold:
     """One acquisition by one worker process, from its log records."""
     __slots__ = ("pid", "seq", "token", "t_call", "t_acq", "cs_ms", "t_end", "lost_at_end", "held_at_end",
-                 "t_lost", "rc_release", "t_release", "writes", "rejected")
+                 "t_lost", "t_lost_late", "rc_release", "t_release", "writes", "rejected")
 
     def __init__(self, pid, seq, t_call, t_acq, token, cs_ms):
         self.pid, self.seq, self.token, self.t_call, self.t_acq = pid, seq, token, t_call, t_acq
         self.cs_ms = cs_ms
         self.t_end = self.lost_at_end = self.held_at_end = self.rc_release = self.t_release = None
-        self.t_lost = []
+        self.t_lost = []        # on_lost during the critical section or the release
+        self.t_lost_late = []   # on_lost after mp_lock_release had returned
         self.writes = self.rejected = 0
 
     @property
@@ -108,7 +109,7 @@ class Hold:
         return (self.pid, self.seq)
 
     def loss_reported(self):
-        return bool(self.t_lost) or self.rc_release == MP_ELOST or bool(self.lost_at_end)
+        return bool(self.t_lost or self.t_lost_late) or self.rc_release == MP_ELOST or bool(self.lost_at_end)
 
 
 class WorkerLog:
@@ -121,6 +122,8 @@ class WorkerLog:
         self.calls = {}          # seq -> t of the acquire call
         self.holds = {}          # seq -> Hold
         self.open_hold = None    # Hold between A and E
+        self.early_lost = {}     # seq -> on_lost times logged before the hold's A record
+        self.stray_lost = []     # on_lost times with no hold before them
         self.acquire_errors = collections.Counter()
         self.exited_cleanly = False
         self.started = False     # its S record: signals are handled from here on
@@ -149,6 +152,7 @@ class WorkerLog:
             elif kind == "A":
                 seq = int(f[1])
                 h = Hold(self.pid, seq, self.calls.get(seq, int(f[2])), int(f[2]), int(f[3]), int(f[4]))
+                h.t_lost.extend(self.early_lost.pop(seq, []))
                 self.holds[seq] = self.open_hold = h
                 new_holds.append(h)
             elif kind == "W":
@@ -157,9 +161,22 @@ class WorkerLog:
                     h.writes += 1
                     h.rejected += f[4] == "0"
             elif kind == "L":
-                h = self.holds.get(int(f[1]))
-                if h and h.token == int(f[3]):
-                    h.t_lost.append(int(f[2]))
+                seq, t = int(f[1]), int(f[2])
+                if len(f) < 5:   # a worker without phases: match the token
+                    h = self.holds.get(seq)
+                    if h and h.token == int(f[3]):
+                        h.t_lost.append(t)
+                elif f[4] != "0":
+                    if seq in self.holds:
+                        self.holds[seq].t_lost.append(t)
+                    else:        # between the acquisition and its A record
+                        self.early_lost.setdefault(seq, []).append(t)
+                else:            # not holding: late, for the last hold released
+                    done = [s for s in self.holds if s <= seq and self.holds[s].t_end is not None]
+                    if done:
+                        self.holds[max(done)].t_lost_late.append(t)
+                    else:
+                        self.stray_lost.append(t)
             elif kind == "E":
                 h = self.holds.get(int(f[1]))
                 if h:
@@ -523,6 +540,21 @@ def analyze(run):
         ends = [t for t in (h.t_end, h.t_lost[0] if h.t_lost else None, kills.get(h.pid)) if t is not None]
         return min(ends) if ends else run.t_end
 
+    # An on_lost queued for a hold whose release returned MP_ENOTHELD/MP_ELOST may run during
+    # the process's next hold (the callback does not say which hold it is about): when that
+    # next hold then ended held and released MP_OK, the on_lost was the earlier hold's.
+    spilled = 0
+    by_pid = collections.defaultdict(list)
+    for h in holds:
+        by_pid[h.pid].append(h)
+    for hs in by_pid.values():
+        for prev, h in zip(hs, hs[1:]):
+            if h.t_lost and h.held_at_end and h.rc_release == MP_OK and not prev.t_lost \
+                    and not prev.t_lost_late and prev.rc_release in (MP_ELOST, -8):
+                prev.t_lost_late, h.t_lost = h.t_lost, []
+                h.lost_at_end = False
+                spilled += 1
+
     rel = lambda t: round((t - run.t0) / NS, 3)  # noqa: E731
     examples = collections.defaultdict(list)
     fault_times = [(t, k) for t, k, _ in run.events if k in COMMON_FAULTS + KUBE_FAULTS]
@@ -574,6 +606,7 @@ def analyze(run):
     # 3. Holds superseded while believed held, with no on_lost and no MP_ELOST.
     starts = [h.t_acq for h in holds]
     lost_unreported = superseded = release_ok_after_loss = 0
+    superseded_keys = set()
     for g in holds:
         if g.t_end is None or g.rc_release is None:
             continue   # killed before it could report anything
@@ -583,19 +616,39 @@ def analyze(run):
         if other is None:
             continue
         superseded += 1
+        superseded_keys.add(g.key)
         if g.rc_release == MP_OK:
             release_ok_after_loss += 1
-        if not g.t_lost and g.rc_release != MP_ELOST:
+        if not g.t_lost and not g.t_lost_late and g.rc_release != MP_ELOST:
             lost_unreported += 1
             example("lost_unreported", f"pid {g.pid} token {g.token} (t={rel(g.t_acq)}s..{rel(g.t_end)}s): "
                                        f"pid {other.pid} acquired token {other.token} at t={rel(other.t_acq)}s; "
                                        f"no on_lost, release returned {code_name(g.rc_release)}", other.t_acq)
 
-    # 4. on_lost more than once for a hold.
-    double_lost = sum(1 for h in holds if len(h.t_lost) > 1)
+    # 4. on_lost more than once for a hold; after mp_lock_release returned (late: the program
+    #    may take it for its next hold's); or for a hold that mp_lock_is_held and
+    #    mp_lock_release then said was still held, with nobody else holding.
+    double_lost = late_lost = inconsistent_lost = 0
+    late_after_elost = 0
     for h in holds:
-        if len(h.t_lost) > 1:
-            example("on_lost_twice", f"pid {h.pid} token {h.token}: on_lost {len(h.t_lost)} times", h.t_lost[1])
+        if len(h.t_lost) + len(h.t_lost_late) > 1:
+            double_lost += 1
+            example("on_lost_twice", f"pid {h.pid} token {h.token}: on_lost {len(h.t_lost) + len(h.t_lost_late)} "
+                                     f"times", (h.t_lost + h.t_lost_late)[1])
+        if h.t_lost_late and not h.t_lost:
+            late_lost += 1
+            late_after_elost += h.rc_release == MP_ELOST
+            example("on_lost_after_release", f"pid {h.pid} token {h.token}: mp_lock_release returned "
+                                             f"{code_name(h.rc_release)}, on_lost came "
+                                             f"{(h.t_lost_late[0] - h.t_release) / 1e6:.1f} ms later", h.t_lost_late[0])
+        if h.t_lost and h.held_at_end and h.rc_release == MP_OK and h.key not in superseded_keys:
+            inconsistent_lost += 1
+            example("on_lost_inconsistent", f"pid {h.pid} token {h.token}: on_lost at t={rel(h.t_lost[0])}s, "
+                                            f"then mp_lock_is_held 1 and mp_lock_release MP_OK", h.t_lost[0])
+    for w in run.workers:
+        late_lost += len(w.log.stray_lost)
+        for t in w.log.stray_lost:
+            example("on_lost_after_release", f"pid {w.pid}: on_lost before any hold", t)
 
     # Failovers: from the fault to the next hold (after a holder's SIGKILL: another process's).
     # A hold that ended normally after a sidecar fault, with nobody else holding meanwhile,
@@ -631,7 +684,10 @@ def analyze(run):
         "acquisitions": len(holds),
         "faults": dict(run.fault_counts),
         "violations": {"fencing": fencing, "overlap": overlaps, "lost_unreported": lost_unreported,
-                       "on_lost_twice": double_lost},
+                       "on_lost_twice": double_lost, "on_lost_inconsistent": inconsistent_lost},
+        "on_lost_late": late_lost,
+        "on_lost_late_after_elost": late_after_elost,
+        "on_lost_in_next_hold": spilled,
         "overlap_ms_max": round(max(overlap_ms), 1) if overlap_ms else 0,
         "overlaps_explained_by_pause": excused_overlaps,
         "superseded_holds": superseded,
@@ -666,6 +722,10 @@ def report(r):
              f"   holds lost without on_lost/MP_ELOST: {v['lost_unreported']} "
              f"(of {r['superseded_holds']} superseded; release returned MP_OK for {r['release_ok_after_loss']})",
              f"   on_lost more than once:          {v['on_lost_twice']}",
+             f"   on_lost, yet still held:         {v['on_lost_inconsistent']}",
+             f"   (not violations) on_lost after mp_lock_release returned: {r['on_lost_late']} "
+             f"({r['on_lost_late_after_elost']} after MP_ELOST), of which during the next hold: "
+             f"{r['on_lost_in_next_hold']}",
              f"   storage: {r['storage_writes']} writes, {r['storage_rejected']} rejected as stale",
              "   acquire errors: " + (", ".join(f"{k} {n}" for k, n in sorted(r["acquire_errors"].items()))
                                       or "none")]

@@ -19,7 +19,10 @@
  *   X <seq> <t> <rc>                    acquire failed with rc
  *   A <seq> <t> <token> <ms>            acquired: critical section begins, planned to last ms
  *   W <seq> <t> <token> <ok> <max>      storage write: ok 1 accepted / 0 rejected; max before it
- *   L <seq> <t> <token>                 on_lost ran (on the library's thread)
+ *   L <seq> <t> <token> <phase>         on_lost ran (on the library's thread) during hold seq
+ *                                       (token: the last one acquired), in phase 1 (critical
+ *                                       section), 2 (releasing) or 0 (not holding: between a
+ *                                       release and the next acquisition, i.e. late)
  *   E <seq> <t> <token> <lost> <held>   critical section ends: on_lost seen, mp_lock_is_held
  *   R <seq> <t> <token> <rc>            mp_lock_release returned rc
  *   Q <pid> <t>                         clean exit
@@ -50,6 +53,7 @@ static atomic_int long_next;
 static atomic_int lost_flag;
 static atomic_uint_fast64_t current_seq;
 static atomic_uint_fast64_t current_token;
+static atomic_int phase;  /* see the L record */
 
 static uint64_t now_ns(void) {
     struct timespec ts;
@@ -103,8 +107,8 @@ static void on_lost(mp_lock *lock, void *ud) {
     (void)lock;
     (void)ud;
     atomic_store(&lost_flag, 1);
-    record("L %" PRIu64 " %" PRIu64 " %" PRIu64, (uint64_t)atomic_load(&current_seq), now_ns(),
-           (uint64_t)atomic_load(&current_token));
+    record("L %" PRIu64 " %" PRIu64 " %" PRIu64 " %d", (uint64_t)atomic_load(&current_seq), now_ns(),
+           (uint64_t)atomic_load(&current_token), atomic_load(&phase));
 }
 
 struct stopper {
@@ -224,7 +228,6 @@ int main(int argc, char **argv) {
     for (long holds = 0; (count < 0 || holds < count) && !atomic_load(&stopping);) {
         ++seq;
         atomic_store(&current_seq, seq);
-        atomic_store(&current_token, 0);
         atomic_store(&lost_flag, 0);
         record("C %" PRIu64 " %" PRIu64, seq, now_ns());
         int rc = mp_lock_acquire(lock, (int)(ttl * 3000));
@@ -235,7 +238,9 @@ int main(int argc, char **argv) {
         }
         uint64_t token = 0;
         mp_lock_token(lock, &token);
+        atomic_store(&lost_flag, 0);  /* a late on_lost of the previous hold must not end this one */
         atomic_store(&current_token, token);
+        atomic_store(&phase, 1);
         unsigned cs_ms = atomic_exchange(&long_next, 0) ? rand_between(long_min, long_max)
                                                         : rand_between(cs_min, cs_max);
         record("A %" PRIu64 " %" PRIu64 " %" PRIu64 " %u", seq, now_ns(), token, cs_ms);
@@ -256,7 +261,9 @@ int main(int argc, char **argv) {
         int held = 0;
         mp_lock_is_held(lock, &held);
         record("E %" PRIu64 " %" PRIu64 " %" PRIu64 " %d %d", seq, now_ns(), token, atomic_load(&lost_flag), held);
+        atomic_store(&phase, 2);
         rc = mp_lock_release(lock);
+        atomic_store(&phase, 0);
         record("R %" PRIu64 " %" PRIu64 " %" PRIu64 " %d", seq, now_ns(), token, rc);
         sleep_ms(rand_between(gap_min, gap_max));
     }
