@@ -82,12 +82,11 @@ if wants node; then
 fi
 
 if wants dotnet; then
+  step "NuGet packages Metaparticle.Core, .Sync, .Package"
   rm -f "$dist"/Metaparticle.*."$version".nupkg
-  for proj in Core Sync Package; do
-    step "NuGet package Metaparticle.$proj"
-    quietly dotnet pack "$repo/bindings/dotnet/src/Metaparticle.$proj/Metaparticle.$proj.csproj" -c Release -o "$dist" \
-      -p:MetaparticleNativeLib="$lib" --nologo
-  done
+  # One pack of the solution filter (the three libraries, not the tests).
+  quietly dotnet pack "$repo/bindings/dotnet/Metaparticle.Packages.slnf" -c Release -o "$dist" \
+    -p:MetaparticleNativeLib="$lib" --nologo
 fi
 
 step "done: $dist"
