@@ -281,6 +281,7 @@ class Run:
         self.stops = collections.defaultdict(list)   # pid -> [[t_stop, t_cont or None]]
         self.kills = {}           # pid -> t
         self.workers = []
+        self.slots = []
         self.holds = []
         self.fault_counts = collections.Counter()
         self.pending = None       # a fault whose failover we wait for before the next one
@@ -492,7 +493,8 @@ class Run:
         last_report = self.t0
         while True:
             t = now_ns()
-            if end is not None and t >= end:
+            # Every fault kind at least once: a short run goes on for up to 20 s more for that.
+            if end is not None and t >= end and ((not plan and self.armed is None) or t >= end + 20 * NS):
                 break
             if args.acquisitions is not None and (self.acquisitions() >= args.acquisitions or t >= hard_end):
                 break
