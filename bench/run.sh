@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Runs the Sync benchmark on the memory backend and on both Kubernetes
-# backends against the fake API server (TLS + token, on 127.0.0.1).
+# backends against the fake API server (TLS + token, on 127.0.0.1), then
+# mp-sidecar under load (bench/sidecar_load.py: 10,000 waiters, slowloris,
+# RSS, throughput with wrk if installed; about 5 minutes).
 # Usage: bench/run.sh [build dir]   (default: build)
+# MP_BENCH_LOAD=0 skips the load step; MP_BENCH_LOAD_ARGS passes it options
+# (e.g. "--only waiters,rss"; see bench/sidecar_load.py --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${1:-build}
@@ -32,3 +36,9 @@ for backend in lease kubernetes; do
     -- --backend="$backend" --kubeconfig="$kubeconfig"
 done
 kill %1 2>/dev/null || true
+
+if [ "${MP_BENCH_LOAD:-1}" != 0 ]; then
+  echo "== mp-sidecar under load"
+  # shellcheck disable=SC2086  # MP_BENCH_LOAD_ARGS is a list of options
+  /usr/bin/python3 bench/sidecar_load.py --sidecar-bin "$B/sidecar/mp-sidecar" ${MP_BENCH_LOAD_ARGS:-}
+fi
