@@ -684,9 +684,10 @@ void LockService::run_due_timers() {
         }
     }
     for (auto &[w, v] : expired) w->done({Outcome::Conflict, v});
+    // clang 14 cannot capture a structured binding (C++20): name it for the lambda.
     for (const auto &[name, at] : reclaim) {
         LockRecord cur;
-        if (backend_call([&] { return backend_.get(name, &cur); }) != StoreResult::Ok || !cur.owner.empty()) continue;
+        if (backend_call([&, &n = name] { return backend_.get(n, &cur); }) != StoreResult::Ok || !cur.owner.empty()) continue;
         if (backend_.reclaim(cur)) {
             std::lock_guard<std::mutex> g(mu_);
             auto r = released_.find(name);
