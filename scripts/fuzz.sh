@@ -20,7 +20,8 @@ if [ $# -gt 0 ] && [[ $1 =~ ^[0-9]+$ ]]; then
   shift
 fi
 build_dir=${MP_FUZZ_BUILD_DIR:-build-fuzz}
-all_targets=(fuzz_kubeconfig fuzz_kube_lock_record fuzz_sidecar_answer)
+# A target is a corpus directory: tests/fuzz/corpus/<target>/ and a tests/fuzz target of that name.
+mapfile -t all_targets < <(ls tests/fuzz/corpus)
 targets=("$@")
 ((${#targets[@]})) || targets=("${all_targets[@]}")
 for t in "${targets[@]}"; do
