@@ -424,11 +424,16 @@ Image build_image(const Options &o, const BuildSettings &s) {
     // conda, nvm, /usr/local...) is runtime too; but what pip or npm put in
     // it (site-packages, node_modules) goes with the app's dependencies.
     const std::string interpreter_root = in_system_directory(o.command[0]) ? "" : runtime_root(o.command[0]);
+    Rootfs interpreter_deps;  // pip/npm packages inside that installation
+    interpreter_deps.set_file_hook(elf_hook);
     auto add_same_path = [&](const std::string &path, const std::string &what) {
         const std::string p = normalize_path(path);
-        bool system = in_system_directory(p) || (under(p, interpreter_root) && !is_dependency_path(p)) ||
-                      (!interpreter_root.empty() && p == interpreter_root);
-        (system ? system_files : app).add_same_path(path, what);
+        if (in_system_directory(p) || p == interpreter_root)
+            system_files.add_same_path(path, what);
+        else if (under(p, interpreter_root))
+            (is_dependency_path(p) ? interpreter_deps : system_files).add_same_path(path, what);
+        else
+            app.add_same_path(path, what);
     };
     struct stat st;
     if (::stat(o.command[0].c_str(), &st) == 0) {
@@ -470,15 +475,18 @@ Image build_image(const Options &o, const BuildSettings &s) {
         }
     }
     for (const auto &lib : closure.files())
-        if (!app.contains(lib) && !system_files.contains(lib)) runtime.add_same_path(lib, "shared library");
+        if (!app.contains(lib) && !system_files.contains(lib) && !interpreter_deps.contains(lib))
+            runtime.add_same_path(lib, "shared library");
 
     img.warnings = closure.warnings();
     for (const auto &w : system_files.warnings()) img.warnings.push_back(w);
     for (const auto &w : app.warnings()) img.warnings.push_back(w);
+    for (const auto &w : interpreter_deps.warnings()) img.warnings.push_back(w);
     for (const auto &w : runtime.warnings()) img.warnings.push_back(w);
-    for (const Rootfs *fs : {&system_files, &app}) {
+    for (const Rootfs *fs : {&system_files, &app, &interpreter_deps}) {
         for (const auto &link : fs->dir_links()) {
-            if (system_files.covers(link.second) || app.covers(link.second)) continue;  // copied after all
+            if (system_files.covers(link.second) || app.covers(link.second) || interpreter_deps.covers(link.second))
+                continue;  // copied after all
             img.warnings.push_back(link.first + " links to the directory " + link.second +
                                    ", which is not copied; add it to \"include\" if the program needs it");
         }
@@ -511,6 +519,7 @@ Image build_image(const Options &o, const BuildSettings &s) {
         dependencies.merge(system_files.extract([&](const std::string &p) {
             return under(p, interpreter_root) && is_dependency_path(p);
         }));
+    dependencies.merge(std::move(interpreter_deps));
     for (auto [fs, description] : {std::pair<const Rootfs *, const char *>{&system_files, "system"},
                                    {&dependencies, "dependencies"},
                                    {&app, "app"}}) {

@@ -10,7 +10,9 @@
 #include <cstring>
 #include <set>
 #include <cstdlib>
+#include <map>
 #include <string>
+#include <vector>
 
 #include "common/error.h"
 #include "package/credentials.h"
@@ -268,6 +270,50 @@ void test_interpreter_outside_usr_is_runtime(void **) {
     mptest::remove_tree(dir);
 }
 
+// The other installations recognised: Node (nvm, /usr/local: include/node),
+// conda (conda-meta) and a dotnet outside /usr (shared/Microsoft.NETCore.App
+// beside the host). The interpreter and its installation's files go to the
+// system layer, a global node_modules to the dependencies layer.
+void test_other_interpreter_installations(void **) {
+    struct Case {
+        const char *exe;                  // relative to the installation
+        std::vector<std::string> files;   // relative to the installation
+        const char *system_file, *dependency_file;
+    };
+    const Case cases[] = {
+        {"bin/node", {"include/node/node.h", "lib/node_modules/npm/package.json"}, "include/node/node.h",
+         "lib/node_modules/npm/package.json"},
+        {"bin/python3", {"conda-meta/history", "share/terminfo/x"}, "share/terminfo/x", nullptr},
+        {"dotnet", {"shared/Microsoft.NETCore.App/8.0.0/System.Private.CoreLib.dll"},
+         "shared/Microsoft.NETCore.App/8.0.0/System.Private.CoreLib.dll", nullptr},
+    };
+    for (const Case &c : cases) {
+        std::string root = mptest::make_temp_dir("mp-interp-") + "/install";
+        std::string exe = root + "/" + c.exe;
+        std::system(("mkdir -p " + exe.substr(0, exe.rfind('/')) + " && cp " + example_bin() + " " + exe).c_str());
+        std::string include;
+        for (const auto &f : c.files) {
+            std::string p = root + "/" + f;
+            std::system(("mkdir -p " + p.substr(0, p.rfind('/'))).c_str());
+            mptest::write_file(p, "x\n");
+            include += std::string(include.empty() ? "" : ", ") + "\"" + p + "\"";
+        }
+        Options o = parse_options("{\"name\": \"interp\", \"command\": [\"" + exe + "\"], \"include\": [" + include + "]}");
+        BuildSettings fresh;
+        fresh.use_cache = false;
+        fresh.keep_uncompressed = true;
+        Image img = build_image(o, fresh);
+        std::map<std::string, std::string> listing;
+        for (const auto &l : img.layers) listing[l.description] = tar_listing(l.uncompressed, false);
+        assert_true(listing.count("system") == 1);
+        assert_false(listing.count("app"));  // nothing of the installation is the app
+        assert_non_null(std::strstr(listing["system"].c_str(), c.exe));
+        assert_non_null(std::strstr(listing["system"].c_str(), c.system_file));
+        if (c.dependency_file) assert_non_null(std::strstr(listing["dependencies"].c_str(), c.dependency_file));
+        mptest::remove_tree(root.substr(0, root.rfind('/')));
+    }
+}
+
 // A symlink to a directory outside the copied tree warns, unless what it
 // points to is copied anyway (the Node package's own linked install:
 // node_modules/@metaparticle/package -> the package, whose files the binding
@@ -497,6 +543,7 @@ int main() {
         cmocka_unit_test(test_gzip_members_round_trip),
         cmocka_unit_test(test_disk_layer_cache),
         cmocka_unit_test(test_interpreter_outside_usr_is_runtime),
+        cmocka_unit_test(test_other_interpreter_installations),
         cmocka_unit_test(test_directory_link_warns_only_when_not_copied),
         cmocka_unit_test(test_layer_contents),
         cmocka_unit_test(test_image_reference_parsing),
