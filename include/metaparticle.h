@@ -162,8 +162,10 @@ MP_EXTERN int mp_lock_create(mp_lock **out, const char *name, const mp_lock_opti
 
 /**
  * Release the lock if held, stop its threads and free the handle. Waits for a
- * running callback to return. NULL is a no-op. Must not be called from one of
- * this lock's callbacks.
+ * running callback to return, and runs an on_lost that is still pending (a
+ * loss is reported even when the handle is freed right after it; other
+ * pending callbacks are dropped). NULL is a no-op. Must not be called from
+ * one of this lock's callbacks.
  */
 MP_EXTERN void mp_lock_free(mp_lock *lock);
 

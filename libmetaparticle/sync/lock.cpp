@@ -70,6 +70,11 @@ std::string Lock::session_id(Millis max_wait, std::string *instance) {
     return info.id;
 }
 
+std::shared_ptr<Session> Lock::session_for_checks() {
+    std::lock_guard<std::mutex> g(session_mu_);
+    return session_;
+}
+
 void Lock::give_back(uint64_t token, long timeout_ms) {
     try {
         pool_.take()->release(cfg_.name, cfg_.owner, token, std::max(1L, timeout_ms));
@@ -142,6 +147,11 @@ Lock::Outcome Lock::attempt(std::optional<MonoTime> deadline, std::optional<Mono
                 next_renew_ = sent + timing_.renew_interval;
                 ensure_worker();
                 cv_.notify_all();
+                // Held is set before this check, and the session marks a
+                // shutdown before it tells the holds: either this check or
+                // the session's event sees the other, never neither.
+                if (!hold_session_.empty() && session_for_checks()->closed(hold_session_))
+                    lose(lk, "mp-sidecar at " + cfg_.sidecar_url + " is shutting down");
                 return Outcome::Acquired;
             }
             if (deadline && MonoClock::now() >= *deadline) return Outcome::TimedOut;
@@ -345,13 +355,14 @@ std::shared_ptr<Done> Lock::report_lost(const std::string &why, bool may_exit) {
     }
     auto done = std::make_shared<Done>();
     Callback cb = on_lost_;
-    post([cb, done] {
+    auto run = [cb, done] {
         struct SetOnExit {
             Done &d;
             ~SetOnExit() { d.set(); }
         } set_on_exit{*done};
         cb();
-    });
+    };
+    post(run, /*essential=*/true);
     return done;
 }
 
@@ -458,10 +469,10 @@ std::optional<std::string> Lock::holder() {
     return info->owner;
 }
 
-void Lock::post(Callback cb) {
+void Lock::post(Callback cb, bool essential) {
     std::lock_guard<std::mutex> g(cb_mu_);
     if (cb_shutdown_) return;
-    callbacks_.push_back(std::move(cb));
+    callbacks_.push_back({std::move(cb), essential});
     if (!dispatcher_.joinable()) {
         dispatcher_ = std::thread([this] { dispatcher_main(); });
         dispatcher_id_ = dispatcher_.get_id();
@@ -473,8 +484,8 @@ void Lock::dispatcher_main() {
     std::unique_lock<std::mutex> lk(cb_mu_);
     for (;;) {
         cb_cv_.wait(lk, [&] { return cb_shutdown_ || !callbacks_.empty(); });
-        if (cb_shutdown_) return;
-        Callback cb = std::move(callbacks_.front());
+        if (callbacks_.empty()) return;  // shut down, nothing left to run
+        Callback cb = std::move(callbacks_.front().cb);
         callbacks_.pop_front();
         lk.unlock();
         cb();
@@ -496,7 +507,13 @@ void Lock::stop_threads() {
     {
         std::lock_guard<std::mutex> g(cb_mu_);
         cb_shutdown_ = true;
-        callbacks_.clear();
+        // A pending on_lost still runs (each loss is reported once, even
+        // when the handle is freed right after it); other callbacks are
+        // dropped.
+        std::deque<Pending> keep;
+        for (auto &p : callbacks_)
+            if (p.essential) keep.push_back(std::move(p));
+        callbacks_.swap(keep);
         cb_cv_.notify_all();
     }
     if (dispatcher_.joinable()) dispatcher_.join();

@@ -85,6 +85,7 @@ private:
                     const std::atomic<bool> *abort);
     void give_back(uint64_t token, long timeout_ms);
     std::string session_id(Millis max_wait, std::string *instance = nullptr);
+    std::shared_ptr<Session> session_for_checks();  // set once an acquire started
     void worker_main();
     void renew_once(std::unique_lock<std::mutex> &lk);
     // Ends the current hold as lost and reports it (on_lost, or exit without
@@ -95,7 +96,9 @@ private:
     // The returned Done is set once on_lost has run (null without handler).
     std::shared_ptr<Done> report_lost(const std::string &why, bool may_exit);
     std::shared_ptr<Done> on_session_event(const SessionEvent &e) override;
-    void post(Callback cb);  // run on the callback thread
+    // Run on the callback thread. Essential callbacks (on_lost) run even
+    // when the handle is being freed; others are dropped then.
+    void post(Callback cb, bool essential = false);
     void dispatcher_main();
     void ensure_worker();
     void stop_threads();
@@ -126,7 +129,11 @@ private:
 
     std::mutex cb_mu_;
     std::condition_variable cb_cv_;
-    std::deque<Callback> callbacks_;
+    struct Pending {
+        Callback cb;
+        bool essential;
+    };
+    std::deque<Pending> callbacks_;
     bool cb_shutdown_ = false;
     std::thread dispatcher_;
     std::atomic<std::thread::id> dispatcher_id_{};

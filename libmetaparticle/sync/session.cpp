@@ -72,6 +72,11 @@ SessionInfo Session::current(Millis max_wait) {
     return info_;
 }
 
+bool Session::closed(const std::string &id) {
+    std::lock_guard<std::mutex> g(mu_);
+    return closed_sessions_.count(id) > 0;
+}
+
 void Session::dispatch(const SessionEvent &e) {
     std::vector<std::shared_ptr<Done>> waits;
     {
@@ -110,7 +115,14 @@ bool Session::handle_line(const std::string &line, bool &hello_seen, bool &unsup
             old_instance = last_instance_;
             old_durable = last_durable_;
             broken.swap(broken_session_);
+            info_ = {*id, instance};
+            last_instance_ = instance;
+            last_durable_ = durable;
+            settled_ = true;
+            cv_.notify_all();
         }
+        // Holds are matched by the session or instance that confirmed them,
+        // so holds made through the new session are not touched.
         if (!broken.empty() && old_instance == instance) {
             SessionEvent e{SessionEvent::SessionClosed,
                            "the session stream to mp-sidecar at " + base_url_ +
@@ -124,12 +136,6 @@ bool Session::handle_line(const std::string &line, bool &hello_seen, bool &unsup
                            "", old_instance, "", "", 0};
             dispatch(e);
         }
-        std::lock_guard<std::mutex> g(mu_);
-        info_ = {*id, instance};
-        last_instance_ = instance;
-        last_durable_ = durable;
-        settled_ = true;
-        cv_.notify_all();
         return true;
     }
     if (type == "lost") {
@@ -143,8 +149,10 @@ bool Session::handle_line(const std::string &line, bool &hello_seen, bool &unsup
     }
     if (type == "shutdown") {
         {
-            // No new hold may be tied to a session that is going away.
+            // No new hold may be tied to a session that is going away; one
+            // granted meanwhile sees closed() (marked before the dispatch).
             std::lock_guard<std::mutex> g(mu_);
+            if (!info_.id.empty()) closed_sessions_.insert(info_.id);
             info_.id.clear();
         }
         SessionEvent e{SessionEvent::Shutdown,
@@ -179,7 +187,14 @@ void Session::run() {
                         skipping = false;
                         continue;
                     }
-                    if (!handle_line(buf.substr(start, nl - start), hello_seen, unsupported)) {
+                    bool keep = true;
+                    try {
+                        keep = handle_line(buf.substr(start, nl - start), hello_seen, unsupported);
+                    } catch (const std::exception &) {
+                        // Out of memory handling one line: never a reason to
+                        // close the stream (that would release our holds).
+                    }
+                    if (!keep) {
                         acked = hello_seen && !unsupported;
                         return false;
                     }

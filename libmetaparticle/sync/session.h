@@ -69,6 +69,11 @@ public:
     // The current session. Waits up to `max_wait` for the first connection
     // attempt to settle (hello received, or the sidecar cannot do sessions).
     SessionInfo current(Millis max_wait);
+    // True once session `id` was told to shut down. A hold granted tied to
+    // it after that must count as lost: the stream is about to be closed
+    // (the sidecar then releases the hold), and the shutdown event may have
+    // been handled before the grant was.
+    bool closed(const std::string &id);
 
     explicit Session(std::string base_url);
 
@@ -87,6 +92,7 @@ private:
     std::string last_instance_;  // of the last hello, kept across breaks
     bool last_durable_ = true;
     std::string broken_session_;  // a session whose stream broke from the sidecar's side
+    std::set<std::string> closed_sessions_;  // told to shut down (a few per process lifetime)
 
     std::mutex reg_mu_;       // listeners_
     std::mutex dispatch_mu_;  // held while calling listeners; remove() waits on it
