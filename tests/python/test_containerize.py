@@ -323,9 +323,17 @@ def test_dry_run_prints_instead_of_acting(tmp_path):
     # an unreachable engine: a dry run must not need one
     p = run_python(script, env={"METAPARTICLE_IN_CONTAINER": "false", "DOCKER_HOST": "unix:///nonexistent.sock"})
     assert p.returncode == 0, p.stderr
-    out = json.loads(p.stdout)
+    # YAML for `kubectl apply -f -`: the image and the Docker containers in
+    # the leading comment block, then one document per Kubernetes object
+    yaml = pytest.importorskip("yaml")
+    head, _, objects = p.stdout.partition("\n---\n")
+    lines = head.splitlines()
+    assert all(line.startswith("#") for line in lines), head
+    out = yaml.safe_load("\n".join(line[2:] for line in lines[2:]))
     assert out["image"]["config"]["config"]["Entrypoint"] == [INTERPRETER, str(script)]
     assert [d["name"] for d in out["docker"]] == ["dry-0"]
+    kinds = [d["kind"] for d in yaml.safe_load_all("---\n" + objects) if d]
+    assert kinds == ["Service", "Deployment"]
 
 
 def test_unreachable_docker_host_says_what_to_do(tmp_path):
