@@ -87,7 +87,8 @@ class Options:
         files: ``[{"src": host_path, "dest": image_path}]`` or ``(src, dest)``
             pairs, copied into the image.
         base_image: an image from a registry to build on ("registry/repo:tag").
-        dry_run: print the image config and objects instead of acting.
+        dry_run: print, instead of acting, YAML for ``kubectl apply -f -``
+            (the Kubernetes objects) with the image config in comments.
         keep_running: leave the containers running on Ctrl-C.
         quiet: no progress lines on stderr.
         working_dir: the container's working directory (default ``/``).

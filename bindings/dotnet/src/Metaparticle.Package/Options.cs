@@ -90,8 +90,9 @@ namespace Metaparticle.Package
         public string? BaseImage { get; set; }
 
         /// <summary>
-        /// Print the image config and every object the runner would create (as
-        /// JSON, on standard output) instead of building, pushing or running.
+        /// Print, on standard output and instead of pushing or running, YAML
+        /// that <c>kubectl apply -f -</c> takes (every Kubernetes object), with
+        /// the image config and the Docker containers in its leading comments.
         /// See also <see cref="Containerizer.Render(Options)"/>.
         /// </summary>
         public bool DryRun { get; set; }
