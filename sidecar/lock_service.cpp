@@ -1,5 +1,6 @@
 #include "lock_service.h"
 
+#include <malloc.h>
 #include <sys/random.h>
 
 #include <algorithm>
@@ -35,7 +36,7 @@ LockService::LockService(Backend &backend, ServiceOptions options) : backend_(ba
     timer_ = std::thread([this] { timer_main(); });
     if (opts_.grace_until > MonoClock::now()) {
         std::lock_guard<std::mutex> g(mu_);
-        timers_.emplace(opts_.grace_until, std::string());  // wakes the timer thread; "" = no lock
+        add_timer_locked(opts_.grace_until, std::string());  // "" = no lock: the grace period ends
     }
 }
 
@@ -92,8 +93,7 @@ void LockService::wrote(const LockRecord &rec, const std::string &session) {
         holds_.erase(rec.name);
         if (opts_.reclaim_after.count() > 0) {
             released_[rec.name] = now;
-            timers_.emplace(now + opts_.reclaim_after, rec.name);
-            timer_cv_.notify_all();
+            add_timer_locked(now + opts_.reclaim_after, rec.name);
         }
         return;
     }
@@ -281,13 +281,12 @@ uint64_t LockService::acquire(const AcquireRequest &req_in, Completion done) {
         }
         w->id = next_waiter_++;
         Queue &q = queues_[req.name];
-        q.waiters.push_back(w);
+        w->pos = q.waiters.insert(q.waiters.end(), w);
         if (a.result.outcome == Outcome::Conflict) q.last = a.result.view;
-        waiter_names_[w->id] = req.name;
+        waiters_by_id_[w->id] = w;
         ++stats_.waiters;
-        timers_.emplace(w->deadline, req.name);
-        if (!queued_ahead) timers_.emplace(a.expires_at, req.name);
-        timer_cv_.notify_all();
+        add_timer_locked(w->deadline, req.name);
+        if (!queued_ahead) add_timer_locked(a.expires_at, req.name);
     }
     // The lock may have been released between the attempt and the parking,
     // by a release that saw no waiter yet: look once more.
@@ -295,18 +294,28 @@ uint64_t LockService::acquire(const AcquireRequest &req_in, Completion done) {
     return w->id;
 }
 
+void LockService::add_timer_locked(MonoTime at, const std::string &name) {
+    const bool earliest = timers_.empty() || at < timers_.begin()->first;
+    timers_.emplace(at, name);
+    if (earliest) timer_cv_.notify_all();
+}
+
+bool LockService::unpark_locked(const std::shared_ptr<Waiter> &w) {
+    if (waiters_by_id_.erase(w->id) == 0) return false;
+    auto q = queues_.find(w->req.name);
+    if (q != queues_.end()) {
+        q->second.waiters.erase(w->pos);
+        if (q->second.waiters.empty() && !q->second.granting) queues_.erase(q);
+    }
+    --stats_.waiters;
+    return true;
+}
+
 void LockService::abandon(uint64_t id) {
     std::lock_guard<std::mutex> g(mu_);
-    auto it = waiter_names_.find(id);
-    if (it == waiter_names_.end()) return;
-    auto q = queues_.find(it->second);
-    if (q != queues_.end()) {
-        auto &ws = q->second.waiters;
-        ws.erase(std::remove_if(ws.begin(), ws.end(), [&](const auto &w) { return w->id == id; }), ws.end());
-        if (ws.empty() && !q->second.granting) queues_.erase(q);
-    }
-    waiter_names_.erase(it);
-    --stats_.waiters;
+    auto it = waiters_by_id_.find(id);
+    if (it == waiters_by_id_.end()) return;
+    unpark_locked(std::shared_ptr<Waiter>(it->second));
 }
 
 // Try to give the lock to the first waiter. One thread at a time per name;
@@ -345,23 +354,23 @@ void LockService::grant_head(const std::string &name) {
             // Keep everyone parked and look again in a second.
             log::warn("lock '" + name + "': cannot hand it to a waiter now: " + e.what());
             std::lock_guard<std::mutex> g(mu_);
-            queues_[name].granting = false;
-            timers_.emplace(MonoClock::now() + std::chrono::seconds(1), name);
-            timer_cv_.notify_all();
+            auto q = queues_.find(name);
+            if (q != queues_.end()) {
+                q->second.granting = false;
+                if (q->second.waiters.empty()) queues_.erase(q);
+            }
+            add_timer_locked(MonoClock::now() + std::chrono::seconds(1), name);
             return;
         }
         if (a.result.outcome == Outcome::Acquired) {
             bool abandoned;
             {
                 std::lock_guard<std::mutex> g(mu_);
-                abandoned = waiter_names_.erase(w->id) == 0;
                 Queue &q = queues_[name];
-                if (!abandoned) {
-                    q.waiters.erase(std::remove(q.waiters.begin(), q.waiters.end(), w), q.waiters.end());
-                    --stats_.waiters;
-                }
                 q.granting = false;
-                if (q.waiters.empty()) queues_.erase(name);
+                abandoned = !unpark_locked(w);  // also drops the queue when it is now empty
+                auto left = queues_.find(name);
+                if (left != queues_.end() && left->second.waiters.empty()) queues_.erase(left);
             }
             if (abandoned) {
                 // Its requester left while we wrote the hold: give it back
@@ -380,8 +389,7 @@ void LockService::grant_head(const std::string &name) {
         std::lock_guard<std::mutex> g(mu_);
         Queue &q = queues_[name];
         if (a.result.outcome == Outcome::Conflict) q.last = a.result.view;
-        timers_.emplace(a.expires_at, name);
-        timer_cv_.notify_all();
+        add_timer_locked(a.expires_at, name);
         if (!q.again) {
             q.granting = false;
             if (q.waiters.empty()) queues_.erase(name);
@@ -480,13 +488,10 @@ Result LockService::release_hold(const std::string &name, const std::string &own
                 if (ok) {
                     ++stats_.acquisitions;
                     ++stats_.handovers;
-                    next_left = waiter_names_.erase(next->id) == 0;
-                    if (!next_left) {
-                        q.waiters.erase(std::remove(q.waiters.begin(), q.waiters.end(), next), q.waiters.end());
-                        --stats_.waiters;
-                    }
+                    next_left = !unpark_locked(next);
                 }
-                if (q.waiters.empty()) queues_.erase(name);
+                auto left = queues_.find(name);
+                if (left != queues_.end() && left->second.waiters.empty()) queues_.erase(left);
             }
         }
         if (!ok) continue;
@@ -604,8 +609,7 @@ size_t LockService::holds_untied() {
 void LockService::notify_changed(const std::string &name) {
     std::lock_guard<std::mutex> g(mu_);
     if (!queues_.count(name)) return;  // nobody waiting: nothing to do
-    timers_.emplace(MonoClock::now(), name);
-    timer_cv_.notify_all();
+    add_timer_locked(MonoClock::now(), name);
 }
 
 void LockService::begin_shutdown() {
@@ -616,8 +620,8 @@ void LockService::begin_shutdown() {
         for (auto &[name, q] : queues_)
             for (auto &w : q.waiters) all.push_back(w);
         queues_.clear();
-        stats_.waiters -= waiter_names_.size();
-        waiter_names_.clear();
+        stats_.waiters -= waiters_by_id_.size();
+        waiters_by_id_.clear();
     }
     for (auto &w : all) w->done({Outcome::ShuttingDown, {}});
 }
@@ -669,7 +673,7 @@ void LockService::run_due_timers() {
                         LockView v = q->second.last;
                         if (v.record.name.empty()) v.record.name = name;
                         expired.emplace_back(*it, v);
-                        waiter_names_.erase((*it)->id);
+                        waiters_by_id_.erase((*it)->id);
                         --stats_.waiters;
                         it = ws.erase(it);
                     } else {
@@ -685,10 +689,12 @@ void LockService::run_due_timers() {
     }
     for (auto &[w, v] : expired) w->done({Outcome::Conflict, v});
     // clang 14 cannot capture a structured binding (C++20): name it for the lambda.
+    size_t reclaimed = 0;
     for (const auto &[name, at] : reclaim) {
         LockRecord cur;
         if (backend_call([&, &n = name] { return backend_.get(n, &cur); }) != StoreResult::Ok || !cur.owner.empty()) continue;
         if (backend_.reclaim(cur)) {
+            ++reclaimed;
             std::lock_guard<std::mutex> g(mu_);
             auto r = released_.find(name);
             if (r != released_.end() && r->second == at) {
@@ -697,6 +703,9 @@ void LockService::run_due_timers() {
             }
         }
     }
+    // Give the freed pages back to the system after a batch of reclaims, so
+    // the footprint returns near idle (glibc would keep them).
+    if (reclaimed >= 64) malloc_trim(0);
     for (const auto &name : names)
         if (!name.empty()) grant_head(name);
     if (names.count(std::string())) {

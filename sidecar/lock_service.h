@@ -25,7 +25,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
+#include <list>
 #include <functional>
 #include <map>
 #include <memory>
@@ -34,6 +34,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "backends/backend.h"
@@ -166,14 +167,17 @@ private:
         std::string version;
         MonoTime at;
     };
+    struct Waiter;
+    using WaiterList = std::list<std::shared_ptr<Waiter>>;
     struct Waiter {
         uint64_t id;
         AcquireRequest req;
         MonoTime deadline;
         Completion done;
+        WaiterList::iterator pos;  // in its queue, while parked (in waiters_by_id_)
     };
     struct Queue {
-        std::deque<std::shared_ptr<Waiter>> waiters;
+        WaiterList waiters;     // FIFO; removal anywhere in O(1)
         bool granting = false;  // a thread is trying to grant the head
         bool again = false;     // something changed while it did: try once more
         LockView last;          // the holder as last seen, for 409 answers at a deadline
@@ -201,7 +205,11 @@ private:
     void wrote(const LockRecord &rec, const std::string &session);
     bool held_now(const LockRecord &rec, MonoTime observed_at) const;
     void forget(const std::string &name);
-    void schedule(MonoTime at, const std::string &name);
+    // Look at `name` again at `at` (mu_ held); wakes the timer thread only
+    // when this is now the earliest deadline.
+    void add_timer_locked(MonoTime at, const std::string &name);
+    // Remove a parked waiter from its queue (mu_ held); false if it was not parked.
+    bool unpark_locked(const std::shared_ptr<Waiter> &w);
     void timer_main();
     void session_event(const std::string &session, const std::string &json);
     LockView view_of(const LockRecord &rec, bool held);
@@ -216,7 +224,7 @@ private:
     std::mutex mu_;  // guards everything below; never held during backend calls or completions
     std::map<std::string, Observed> observed_;
     std::map<std::string, Queue> queues_;
-    std::map<uint64_t, std::string> waiter_names_;  // parked waiter id -> lock name
+    std::unordered_map<uint64_t, std::shared_ptr<Waiter>> waiters_by_id_;  // parked waiters
     std::map<std::string, Hold> holds_;             // holds granted here, still ours
     std::map<std::string, MonoTime> released_;      // freed here, for reclaim
     std::set<std::string> sessions_;

@@ -8,8 +8,6 @@
 // token granted after a restart is larger than any granted before it, and a
 // released record can be deleted (reclaim) without its name's tokens ever
 // going back.
-#include <malloc.h>
-
 #include <map>
 #include <mutex>
 
@@ -80,9 +78,6 @@ public:
         auto it = records_.find(rec.name);
         if (it == records_.end() || it->second.version != rec.version || !it->second.owner.empty()) return false;
         records_.erase(it);
-        // Give freed pages back after a large batch of names went away, so
-        // the footprint returns near idle (glibc keeps them otherwise).
-        if (++reclaimed_ % 4096 == 0) malloc_trim(0);
         return true;
     }
 
@@ -97,7 +92,6 @@ private:
     std::map<std::string, LockRecord> records_;
     uint64_t counter_ = 0;
     uint64_t tokens_ = 0;
-    uint64_t reclaimed_ = 0;
 };
 
 }  // namespace
