@@ -60,7 +60,7 @@ for t in "${targets[@]}"; do
   else
     status=FAILED
     failed+=("$t")
-    grep -E -A40 '^==[0-9]+==ERROR|runtime error|deadly signal|Test unit written|libFuzzer: (timeout|out-of-memory)' "$log" | head -80 || true
+    grep -E -B4 -A30 '^==[0-9]+==ERROR|runtime error|Test unit written|libFuzzer: (timeout|out-of-memory)' "$log" | head -80 || true
   fi
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
