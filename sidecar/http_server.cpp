@@ -529,7 +529,16 @@ void Connection::on_read(beast::error_code ec) {
     keep_alive_ = req.keep_alive;
     method_ = req.method;
     if (std::string why = parse_target(msg.target(), &req); !why.empty()) return respond(req.method, bad_request(why));
-    route(std::move(req));
+    try {
+        route(std::move(req));
+    } catch (const std::exception &e) {
+        // A bug must cost this request, not leave its connection unanswered forever.
+        log::error(std::string("internal error: ") + e.what());
+        Reply r = error_reply(500, "Internal", std::string("internal error in mp-sidecar: ") + e.what());
+        r.close = true;
+        pending_put_ = false;
+        respond(method_, r);
+    }
 }
 
 void Connection::respond(const std::string &method, Reply reply) {
@@ -635,7 +644,10 @@ void Connection::route(Request req) {
         return;
     }
     static const std::string prefix = "/locks/";
-    if (path.compare(0, prefix.size(), prefix) == 0) return lock_request(std::move(req), path.substr(prefix.size()));
+    if (path.compare(0, prefix.size(), prefix) == 0) {
+        std::string name = path.substr(prefix.size());  // before req is moved from: `path` is a part of it
+        return lock_request(std::move(req), name);
+    }
     respond(req.method, error_reply(404, "NotFound",
                                     "no such path: " + printable(path) +
                                         " (the API is under /locks; see also /session, /healthz, /readyz, /metrics)"));

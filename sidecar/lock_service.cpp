@@ -99,12 +99,15 @@ void LockService::wrote(const LockRecord &rec, const std::string &session) {
     }
     released_.erase(rec.name);
     Hold &h = holds_[rec.name];
+    // A new hold (handover, takeover) starts untied: the previous holder's
+    // session must never release it. A renewal without a session keeps its
+    // tie (original clients never name one); naming a session moves it.
+    const bool new_hold = h.owner != rec.owner || h.token != rec.token;
     h.owner = rec.owner;
     h.token = rec.token;
     h.renewed_at = now;
     h.ttl_seconds = rec.ttl_seconds;
-    // A renewal without a session keeps the hold's tie (original clients
-    // never name one); naming a session moves it there.
+    if (new_hold) h.session.clear();
     if (!session.empty()) h.session = sessions_.count(session) ? session : std::string();
 }
 

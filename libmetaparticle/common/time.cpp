@@ -59,6 +59,11 @@ std::optional<std::chrono::system_clock::time_point> parse_rfc3339(const std::st
     tm.tm_min = mi;
     tm.tm_sec = sec;
     time_t t = timegm(&tm) - offset;
+    // system_clock counts nanoseconds in 64 bits: about 1678 to 2262. Times
+    // outside (Go's zero time "0001-01-01T00:00:00Z" among them) are not
+    // representable; callers keep the text as it is.
+    constexpr time_t kLimit = 9000000000;  // ~2255
+    if (t < -kLimit || t > kLimit) return std::nullopt;
     return std::chrono::system_clock::from_time_t(t) + std::chrono::microseconds(micros);
 }
 

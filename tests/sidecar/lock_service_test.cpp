@@ -153,6 +153,22 @@ void closing_a_session_releases_its_holds_and_hands_them_on() {
     CHECK(untied.view.session.empty());
 }
 
+// Found by fuzz_lock_service: a handed-over hold kept the previous holder's
+// session, so closing that session released the new holder's lock.
+void a_handed_over_hold_is_not_tied_to_the_old_session() {
+    Fixture f;
+    std::string s = f.service.open_session();
+    CHECK(f.now("l", "a", s).outcome == Outcome::Acquired);
+    Waiter b;
+    b.park(f.service, "l", "b");
+    CHECK(f.service.release("l", "a").outcome == Outcome::Released);
+    Result got = b.get();
+    CHECK(got.outcome == Outcome::Acquired);
+    CHECK(got.view.session.empty());
+    CHECK_EQ(f.service.close_session(s), 0);
+    CHECK_EQ(f.view("l").record.owner, std::string("b"));
+}
+
 void a_takeover_tells_the_old_holders_session() {
     Fixture f;
     std::vector<std::pair<std::string, std::string>> events;
@@ -244,6 +260,7 @@ int main() {
     a_new_contender_does_not_overtake_waiters();
     a_waiter_times_out_with_the_holder();
     closing_a_session_releases_its_holds_and_hands_them_on();
+    a_handed_over_hold_is_not_tied_to_the_old_session();
     a_takeover_tells_the_old_holders_session();
     tokens_grow_across_epochs_and_reclaimed_records();
     nothing_is_granted_during_the_grace_period();
