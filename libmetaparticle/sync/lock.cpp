@@ -163,7 +163,9 @@ Lock::Outcome Lock::attempt(std::optional<MonoTime> deadline, std::optional<Mono
             if (e.code() == MP_ECANCELED || e.code() == MP_ETIMEOUT) {
                 // The sidecar may still grant the abandoned long-poll (it
                 // can be processed after we hung up): take it back.
-                give_back(0, budget_end ? ms_until(*budget_end) : kCancelReleaseTimeoutMs);
+                long t = kCancelReleaseTimeoutMs;
+                if (budget_end) t = std::min(t, ms_until(*budget_end));
+                give_back(0, t);
                 if (e.code() == MP_ECANCELED) return Outcome::Canceled;
             }
             if (!retry_errors) throw;
