@@ -1,5 +1,5 @@
 // mp-sidecar: the Metaparticle lock service. One small process per pod (or per
-// machine) that answers the HTTP lock protocol (SPEC section 5) and stores lock
+// machine) that answers the HTTP lock protocol (README "Protocol (v1)") and stores lock
 // records in a backend: memory (default), Kubernetes custom resources, or
 // Kubernetes Leases.
 #include <arpa/inet.h>

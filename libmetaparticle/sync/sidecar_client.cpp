@@ -36,7 +36,7 @@ LockInfo parse_holder(const std::string &body, const std::string &what) {
     return info;
 }
 
-// A 200 to a PUT grants or renews OUR hold: it must say so exactly (SPEC:
+// A 200 to a PUT grants or renews OUR hold: it must say so exactly (README "Protocol (v1)":
 // owner = requester, token a JSON integer >= 1 and < 2^63). cJSON keeps
 // numbers as doubles, so tokens are exact only up to 2^53; larger ones are
 // refused rather than rounded.

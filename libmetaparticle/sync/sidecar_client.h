@@ -1,4 +1,4 @@
-// Client of the mp-sidecar HTTP protocol (SPEC section 5). Translates HTTP
+// Client of the mp-sidecar HTTP protocol (README "Protocol (v1)"). Translates HTTP
 // answers into results and mp::Error codes; knows nothing of lock timing.
 #pragma once
 

@@ -5,7 +5,7 @@
 // shared libraries, nothing else), runs 2 replicas that serve HTTP, streams
 // their output back with "[name-i] " prefixes, and removes them on SIGINT.
 //
-// Engine settings (SPEC section 8): runtime runc, cgroup_manager cgroupfs,
+// Engine settings (the test environment of the project specification): runtime runc, cgroup_manager cgroupfs,
 // events to a file, the vfs storage driver (no overlay mounts to leave
 // behind). Deliberately NOT set, as on a stock Podman: default_ulimits (the
 // runner sets Ulimits from this host's limits) and an insecure entry for the

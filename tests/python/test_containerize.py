@@ -425,7 +425,7 @@ class Registry:
 class Podman:
     """`podman system service` on a socket in a temporary directory, with its
     own configuration and storage (the settings of
-    tests/package/test_package_podman.cpp, SPEC section 8): runtime runc,
+    tests/package/test_package_podman.cpp, the test environment of the project specification): runtime runc,
     cgroupfs, explicit ulimits, events to a file, vfs storage. Registries in
     `insecure` are pulled from over plain HTTP."""
 

@@ -1,4 +1,4 @@
-"""mp-sidecar HTTP protocol v1 (SPEC section 5) against the memory backend."""
+"""mp-sidecar HTTP protocol v1 (README "Protocol (v1)") against the memory backend."""
 import datetime
 import http.client
 import os

@@ -80,7 +80,7 @@ namespace Metaparticle.Package.Tests
     /// Docker-compatible service on a private unix socket, with its own
     /// configuration and storage under a temporary folder, so nothing depends
     /// on (or changes) the machine's Podman state. The settings are those of
-    /// tests/package/test_package_podman.cpp (SPEC section 8: runtime runc,
+    /// tests/package/test_package_podman.cpp (the test environment of the project specification: runtime runc,
     /// cgroupfs, explicit ulimits, events to a file, vfs storage), plus the
     /// registry marked insecure (plain HTTP) so Podman can pull what was pushed.
     /// </summary>
