@@ -138,18 +138,22 @@ namespace Metaparticle.Package.Tests
                 string stdout = p.Stdout;
                 int end = stdout.LastIndexOf("returned 0", StringComparison.Ordinal);
                 Assert.True(end > 0, p.Describe());
-                using JsonDocument doc = JsonDocument.Parse(stdout.Substring(0, end));
-                JsonElement image = doc.RootElement.GetProperty("image");
-                Assert.Equal("metaparticle-package-testhelper:latest", image.GetProperty("reference").GetString());
-                JsonElement config = image.GetProperty("config").GetProperty("config");
-                string[] entrypoint = config.GetProperty("Entrypoint").EnumerateArray().Select(e => e.GetString()!).ToArray();
-                Assert.Equal(3, entrypoint.Length);
-                Assert.Equal("dotnet", Path.GetFileName(entrypoint[0]));
-                Assert.Equal(HelperProcessTests.HelperDll, entrypoint[1]);
-                Assert.Equal("dry-run", entrypoint[2]);
-                Assert.Contains("METAPARTICLE_IN_CONTAINER=true", config.GetProperty("Env").EnumerateArray().Select(e => e.GetString()));
-                Assert.True(config.GetProperty("ExposedPorts").TryGetProperty("8080/tcp", out _));
-                Assert.Equal(2, doc.RootElement.GetProperty("docker").GetArrayLength());
+                // YAML for `kubectl apply -f -`: the image config and the Docker
+                // containers are in the leading comment block (Render() gives
+                // them as data; RenderTests checks those in detail).
+                string[] comments = stdout.Substring(0, end).Split('\n')
+                    .TakeWhile(l => l.StartsWith("#", StringComparison.Ordinal)).ToArray();
+                Assert.True(comments.Length > 2, p.Describe());
+                Assert.StartsWith("# containerize dry run", comments[0]);
+                string head = string.Join("\n", comments);
+                Assert.Matches(@"reference: ['""]?metaparticle-package-testhelper:latest", head);
+                Assert.Contains("METAPARTICLE_IN_CONTAINER=true", head);
+                Assert.Contains("8080/tcp", head);
+                Assert.Contains(HelperProcessTests.HelperDll, head);
+                Assert.Contains(comments, l => System.Text.RegularExpressions.Regex.IsMatch(l, @"- ['""]?dry-run['""]?\s*$"));
+                // One Docker container per replica.
+                Assert.Equal(2, comments.Count(l => System.Text.RegularExpressions.Regex.IsMatch(
+                    l, @"^#\s*-\s+name: ['""]?metaparticle-package-testhelper-[01]['""]?\s*$")));
             }
         }
     }
