@@ -386,6 +386,7 @@ private:
     void write_next_event();
     void respond(const std::string &method, Reply reply);
     void linger_close();
+    void drain(std::shared_ptr<std::array<char, 4096>> scratch);
     Reply read_only(const Request &req);
 
     HttpServer::Impl &srv_;
@@ -444,19 +445,15 @@ void Connection::linger_close() {
     timer_.async_wait([this, self, gen = ++timer_gen_](beast::error_code e) {
         if (!e && gen == timer_gen_) close();
     });
-    auto drain = std::make_shared<std::array<char, 4096>>();
-    auto step = std::make_shared<std::function<void()>>();
-    *step = [this, self, drain, step] {
-        sock_.async_read_some(net::buffer(*drain), [this, self, drain, step](beast::error_code e, size_t) {
-            if (e || closed_) {
-                close();
-                *step = nullptr;  // break the cycle
-                return;
-            }
-            (*step)();
-        });
-    };
-    (*step)();
+    drain(std::make_shared<std::array<char, 4096>>());
+}
+
+void Connection::drain(std::shared_ptr<std::array<char, 4096>> scratch) {
+    auto self = shared_from_this();
+    sock_.async_read_some(net::buffer(*scratch), [this, self, scratch](beast::error_code e, size_t) {
+        if (e || closed_) return close();
+        drain(scratch);
+    });
 }
 
 void Connection::read_request() {
