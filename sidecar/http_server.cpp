@@ -797,16 +797,21 @@ void Connection::on_parked(uint64_t id) {
 }
 
 // A parked client that hangs up closes its socket: the socket turns readable
-// with nothing to read. Bytes instead mean a pipelined request; then only the
-// answer's write can tell, and a grant that cannot be delivered is given back.
+// and reading it gives end-of-stream. Bytes it sends meanwhile (a pipelined
+// request) are kept in the read buffer for after the answer, so the watch
+// goes on; past a request's worth of them the client is misbehaving and only
+// the answer's write can tell (a grant that cannot be delivered is given back).
 void Connection::watch_hangup() {
     auto self = shared_from_this();
     sock_.async_wait(tcp::socket::wait_read, [this, self](beast::error_code ec) {
         if (ec || closed_ || !parked_) return;
-        char c;
-        ssize_t n = ::recv(sock_.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+        constexpr size_t kChunk = 4096;
+        if (buf_.size() + kChunk > HttpServer::kMaxHeader + HttpServer::kMaxBody) return;
+        auto space = buf_.prepare(kChunk);
+        ssize_t n = ::recv(sock_.native_handle(), space.data(), space.size(), MSG_DONTWAIT);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) return close();
-        if (n < 0) watch_hangup();
+        if (n > 0) buf_.commit(static_cast<size_t>(n));
+        watch_hangup();
     });
 }
 

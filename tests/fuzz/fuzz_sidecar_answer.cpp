@@ -51,7 +51,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             break;
         }
         case 2:
-            fx.client.release("fuzz-lock", "me", timeout_ms);
+            fx.client.release("fuzz-lock", "me", 7, timeout_ms);
             break;
         case 3:
             fx.client.get("fuzz-lock", timeout_ms);

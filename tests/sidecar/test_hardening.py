@@ -435,3 +435,30 @@ def test_shutdown_with_many_locks_logs_one_summary_line(start_sidecar):
     lines = sc.stderr_text().splitlines()
     assert len(lines) <= 4, lines[:10]
     assert any("500 lock(s) left to expire" in line for line in lines), lines
+
+
+def test_a_parked_waiter_with_a_pipelined_request_is_served_in_order_or_leaves_on_hang_up(sidecar):
+    assert sidecar.acquire("pp", owner="holder", ttl=60).status == 200
+    body = json.dumps({"owner": "w", "ttlSeconds": 60}).encode()
+    put = (b"PUT /locks/pp?wait=60 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+           b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    get = b"GET /locks/pp HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    # A pipelined GET behind the long-poll: answered after it, in order.
+    with socket.create_connection(("127.0.0.1", sidecar.port), timeout=10) as s:
+        s.sendall(put + get)
+        sidecar.wait_for_metric("mp_sidecar_waiters", 1)
+        assert sidecar.release("pp", owner="holder").status == 200
+        answer = b""
+        while answer.count(b"HTTP/1.1 ") < 2 or not answer.endswith(b"}\n"):
+            c = s.recv(65536)
+            if not c:
+                break
+            answer += c
+    first, second = answer.split(b"HTTP/1.1 ")[1:3]
+    assert first.startswith(b"200") and b'"owner":"w"' in first, answer
+    assert second.startswith(b"200") and b'"owner":"w"' in second, answer
+    # The same, but the client hangs up: it leaves the queue at once.
+    with socket.create_connection(("127.0.0.1", sidecar.port), timeout=10) as s:
+        s.sendall(put.replace(b'"w",', b'"v",') + get)
+        sidecar.wait_for_metric("mp_sidecar_waiters", 1)
+    sidecar.wait_for_metric("mp_sidecar_waiters", 0, timeout=2)
