@@ -66,8 +66,18 @@ struct Fixture {
     int connect_fd() const {
         int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0) die("socket failed");
-        if (::connect(fd, reinterpret_cast<const sockaddr *>(&addr), sizeof addr) != 0)
-            die(std::string("cannot connect to the server: ") + std::strerror(errno));
+        if (::connect(fd, reinterpret_cast<const sockaddr *>(&addr), sizeof addr) != 0) {
+            // libFuzzer's -timeout ticks with SIGALRM every second: a signal
+            // can interrupt connect(), which then completes on its own.
+            if (errno != EINTR) die(std::string("cannot connect to the server: ") + std::strerror(errno));
+            pollfd p{fd, POLLOUT, 0};
+            while (::poll(&p, 1, 5000) < 0 && errno == EINTR) {
+            }
+            int err = 0;
+            socklen_t len = sizeof err;
+            ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+            if (err != 0) die(std::string("cannot connect to the server: ") + std::strerror(err));
+        }
         return fd;
     }
 };
@@ -80,6 +90,7 @@ Fixture &fixture() {
 void send_all(int fd, const uint8_t *data, size_t size) {
     while (size > 0) {
         ssize_t n = ::send(fd, data, size, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) continue;  // SIGALRM of libFuzzer's -timeout
         if (n <= 0) return;  // the server may close early on garbage; that is allowed
         data += n;
         size -= static_cast<size_t>(n);
@@ -95,8 +106,11 @@ std::string read_until_close(int fd, Clock::time_point deadline, bool *closed) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
         if (left <= 0) return out;
         pollfd p{fd, POLLIN, 0};
-        if (::poll(&p, 1, static_cast<int>(left)) <= 0) return out;
+        int ready = ::poll(&p, 1, static_cast<int>(left));
+        if (ready < 0 && errno == EINTR) continue;  // SIGALRM of libFuzzer's -timeout, not the server
+        if (ready <= 0) return out;
         ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+        if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
             *closed = true;
             return out;
