@@ -641,8 +641,11 @@ void LockService::timer_main() {
             timer_cv_.wait(lk);
             continue;
         }
-        if (timers_.begin()->first > MonoClock::now()) {
-            timer_cv_.wait_until(lk, timers_.begin()->first);
+        // A copy: wait_until reads the deadline again after waking, when
+        // another thread may have erased that timer (found by fuzz_lock_service).
+        const MonoTime next = timers_.begin()->first;
+        if (next > MonoClock::now()) {
+            timer_cv_.wait_until(lk, next);
             continue;
         }
         lk.unlock();
