@@ -15,22 +15,22 @@ namespace {
 
 std::chrono::seconds ttl_of(const LockRecord &rec) { return std::chrono::seconds(std::max(rec.ttl_seconds, 0)); }
 
-std::string random_id() {
+}  // namespace
+
+std::string random_hex_id(size_t bytes) {
     // getrandom(2), not OpenSSL: initialising libcrypto's RNG would touch
     // ~3 MB of its pages in a memory-backend sidecar that never needs TLS.
-    unsigned char bytes[16];
-    if (getrandom(bytes, sizeof bytes, 0) != static_cast<ssize_t>(sizeof bytes))
-        throw std::runtime_error("cannot make a random session id");
+    std::vector<unsigned char> raw(bytes);
+    if (getrandom(raw.data(), raw.size(), 0) != static_cast<ssize_t>(raw.size()))
+        throw std::runtime_error("cannot read random bytes for an id (getrandom)");
     static const char hex[] = "0123456789abcdef";
     std::string out;
-    for (unsigned char b : bytes) {
+    for (unsigned char b : raw) {
         out += hex[b >> 4];
         out += hex[b & 15];
     }
     return out;
 }
-
-}  // namespace
 
 LockService::LockService(Backend &backend, ServiceOptions options) : backend_(backend), opts_(options) {
     timer_ = std::thread([this] { timer_main(); });
@@ -559,7 +559,7 @@ std::vector<LockView> LockService::list(const std::string &after, size_t limit, 
 }
 
 std::string LockService::open_session() {
-    std::string id = random_id();
+    std::string id = random_hex_id(16);
     std::lock_guard<std::mutex> g(mu_);
     sessions_.insert(id);
     ++stats_.sessions;

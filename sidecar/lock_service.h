@@ -42,6 +42,9 @@
 
 namespace mp::sidecar {
 
+// `bytes` random bytes as lowercase hex (session and instance ids).
+std::string random_hex_id(size_t bytes);
+
 // A record as clients see it: plus whether it is held right now by the
 // observed-time rule (owner set and not expired), and the session it is tied to.
 struct LockView {

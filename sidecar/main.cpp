@@ -4,7 +4,6 @@
 // Kubernetes Leases.
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <sys/random.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -29,18 +28,6 @@ std::string host_name() {
     char host[256] = {0};
     if (gethostname(host, sizeof host - 1) != 0 || !host[0]) return "localhost";
     return host;
-}
-
-std::string random_hex(size_t bytes) {
-    std::string out;
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < bytes; ++i) {
-        unsigned char b = 0;
-        if (getrandom(&b, 1, 0) != 1) b = static_cast<unsigned char>(getpid() + i);
-        out += hex[b >> 4];
-        out += hex[b & 15];
-    }
-    return out;
 }
 
 // The run marker's name for a fixed listen address; "" for port 0.
@@ -217,11 +204,11 @@ int main(int argc, char **argv) {
         } else {
             backend = sc::make_lease_backend(kube);
         }
+        sopts.instance = sc::random_hex_id(8);
     } catch (const std::exception &e) {
         std::fprintf(stderr, "mp-sidecar: cannot set up the %s backend: %s\n", backend_name.c_str(), e.what());
         return 1;
     }
-    sopts.instance = random_hex(8);
     sopts.durable = backend_name != "memory";
 
     sc::LockService service(*backend, service_opts);
