@@ -48,7 +48,7 @@ first=$(wait_leader_change "")
 say "leader: $first"
 sleep 1
 
-say "killing the leader with SIGKILL (pid ${first##*/}); the others wait out its ${TTL}s TTL"
+say "killing the leader with SIGKILL (pid ${first##*/}); its session closes, so its lock goes to the next replica at once"
 t0=$(date +%s.%N)
 kill -9 "${first##*/}"
 second=$(wait_leader_change "$first")
